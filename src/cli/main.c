@@ -1,7 +1,59 @@
+/* memloc: command dispatch. `memloc help <cmd>` equals `memloc <cmd> --help`. */
 #include <stdio.h>
 #include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "memloc %s: localize memorization in self-supervised vision encoders\n\n"
+            "usage: memloc <command> [options]\n\ncommands:\n",
+            MLOC_VERSION);
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-14s %s\n", c->name, c->summary);
+    fprintf(out, "\n'memloc <command> --help' (or 'memloc help <command>') documents each command.\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) { printf("memloc %s\n", MLOC_VERSION); return 0; }
-    fprintf(stderr, "memloc: no command\n");
+    if (argc < 2) {
+        usage(stderr);
+        return 64;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("memloc %s\n", MLOC_VERSION);
+        return 0;
+    }
+    int help = 0;
+    if (strcmp(name, "help") == 0) {
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        name = argv[2];
+        help = 1;
+    }
+    for (const command *c = commands; c->name; c++) {
+        if (strcmp(c->name, name) != 0) continue;
+        if (help) {
+            char *hargv[] = {(char *)name, "--help", NULL};
+            return c->run(2, hargv);
+        }
+        return c->run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "memloc: '%s' is not a command (see 'memloc --help')\n", name);
     return 64;
 }

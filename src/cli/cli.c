@@ -1,0 +1,200 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile int interrupt_flag;
+static volatile sig_atomic_t last_signal;
+
+static void on_signal(int sig) {
+    last_signal = sig;
+    if (interrupt_flag) {
+        /* second Ctrl-C: stop now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    interrupt_flag = 1;
+}
+
+int cli_signal_exit_code(void) {
+    if (last_signal == SIGINT) return 130;
+    if (last_signal == SIGTERM) return 143;
+    return 0;
+}
+
+/* ---- progress ------------------------------------------------------------ */
+
+typedef struct {
+    int tty;
+    double start, last_draw;
+    char what[32];
+} progress_state;
+
+static progress_state progress;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!isfinite(s) || s < 0) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    int t = (int)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
+}
+
+static void on_progress(void *user, const char *what, int64_t done, int64_t total,
+                        const char *status) {
+    (void)user;
+    double t = now_s();
+    if (strncmp(progress.what, what, sizeof progress.what - 1) != 0 || done == 0) {
+        snprintf(progress.what, sizeof progress.what, "%s", what);
+        progress.start = t;
+        progress.last_draw = 0;
+    }
+    int finished = total > 0 && done >= total;
+    double min_gap = progress.tty ? 0.1 : 10.0;
+    if (!finished && t - progress.last_draw < min_gap) return;
+    progress.last_draw = t;
+    double frac = total > 0 ? (double)done / total : 0;
+    double elapsed = t - progress.start;
+    char eta[32];
+    fmt_eta(eta, sizeof eta, frac > 0 ? elapsed * (1 - frac) / frac : NAN);
+    if (progress.tty) {
+        char bar[31];
+        int fill = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '-';
+        bar[30] = 0;
+        fprintf(stderr, "\r\033[K%s [%s] %lld/%lld %s ETA %s", what, bar, (long long)done,
+                (long long)total, status, eta);
+        if (finished) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "memloc: %s %lld/%lld %s (elapsed %.0fs, ETA %s)\n", what,
+                (long long)done, (long long)total, status, elapsed, eta);
+    }
+    fflush(stderr);
+}
+
+mloc_ctx *cli_ctx(const cli_common *common) {
+    mloc_ctx_config cfg = mloc_ctx_config_default();
+    cfg.threads = common->threads;
+    cfg.seed = common->seed;
+    cfg.log_level = common->debug ? MLOC_LOG_DEBUG
+                    : common->verbose ? MLOC_LOG_INFO
+                    : common->quiet ? MLOC_LOG_ERROR
+                                    : MLOC_LOG_WARN;
+    cfg.interrupt_flag = &interrupt_flag;
+    if (!common->quiet) {
+        cfg.progress_fn = on_progress;
+        progress.tty = isatty(2);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    mloc_ctx *ctx = NULL;
+    if (mloc_ctx_create(&ctx, &cfg) != MLOC_OK) {
+        fprintf(stderr, "memloc: %s: out of memory creating the context\n", common->cmd);
+        return NULL;
+    }
+    return ctx;
+}
+
+static const char *hint_for(mloc_status st) {
+    switch (st) {
+    case MLOC_ERR_USAGE: return "check the options; see --help";
+    case MLOC_ERR_DATA: return "the input is malformed";
+    case MLOC_ERR_NOINPUT: return "check the path";
+    case MLOC_ERR_UNSUPPORTED: return "not supported by this build";
+    case MLOC_ERR_NOMEM: return "out of memory: try a smaller --batch-size";
+    case MLOC_ERR_CANTCREAT: return "check that the output directory is writable";
+    case MLOC_ERR_IO: return "read/write error: check disk space";
+    case MLOC_ERR_CONFIG: return "check the configuration file";
+    case MLOC_ERR_DIVERGED: return "try a lower --lr";
+    case MLOC_ERR_INTERRUPTED: return "interrupted; resume with the same command or --resume";
+    default: return "this is a bug; please report it with --debug output";
+    }
+}
+
+int cli_fail(mloc_ctx *ctx, mloc_status st, const char *cmd) {
+    const char *detail = ctx ? mloc_ctx_error(ctx) : "";
+    if (!detail[0]) detail = mloc_status_text(st);
+    if (st == MLOC_ERR_INTERRUPTED) {
+        fprintf(stderr, "memloc: %s: %s\n", cmd, detail);
+        int sig = cli_signal_exit_code();
+        return sig ? sig : 130;
+    }
+    fprintf(stderr, "memloc: %s: %s (%s)\n", cmd, detail, hint_for(st));
+    return mloc_status_exit_code(st);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "memloc: %s: %s (see 'memloc %s --help')\n", cmd, msg, cmd);
+    return 64;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *text, long long lo,
+                  long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi) {
+        cli_usage(cmd, "%s: '%s' is not an integer in [%lld, %lld]", opt, text, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi,
+                     double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
+        cli_usage(cmd, "%s: '%s' is not a number in [%g, %g]", opt, text, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_parse_choice(const char *cmd, const char *opt, const char *text,
+                     const char *const *choices) {
+    for (int i = 0; choices[i]; i++)
+        if (strcmp(text, choices[i]) == 0) return i;
+    char list[512] = "";
+    for (int i = 0; choices[i]; i++) {
+        if (i) strncat(list, "|", sizeof list - strlen(list) - 1);
+        strncat(list, choices[i], sizeof list - strlen(list) - 1);
+    }
+    cli_usage(cmd, "%s: '%s' is not one of %s", opt, text, list);
+    return -1;
+}
+
+int cli_color(FILE *stream) {
+    const char *nc = getenv("NO_COLOR");
+    const char *term = getenv("TERM");
+    if (nc && nc[0]) return 0;
+    if (term && strcmp(term, "dumb") == 0) return 0;
+    return isatty(fileno(stream));
+}
