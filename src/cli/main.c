@@ -10,7 +10,14 @@ typedef struct {
     const char *summary;
 } command;
 
+#define CMD(name, fn, summary) int fn(int argc, char **argv);
+#include "commands.def"
+#undef CMD
+
 static const command commands[] = {
+#define CMD(name, fn, summary) {#name, fn, summary},
+#include "commands.def"
+#undef CMD
     {NULL, NULL, NULL},
 };
 
