@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "memloc/rng.h"
+
 /* ---- conv2d ------------------------------------------------------------
  * x (N,C,H,W), w (K,C,R,S), b (K) or NULL -> y (N,K,P,Q)
  * P = (H + 2*pad_h - R) / stride_h + 1, Q likewise; zero padding, groups 1. */
@@ -131,12 +133,24 @@ void mloc_avgpool_global_backward_f64(double *dx, const double *dy, int N, int C
 
 /* ---- NT-Xent (SimCLR, Chen et al. 2020) --------------------------------
  * z (2N, D): rows 0..N-1 are the first views, N..2N-1 the second views of
- * the same images. With u = z / ||z|| (row-wise, eps 1e-12 as
+ * the same images. With u = z / max(||z||, 1e-12) (row-wise, as
  * F.normalize), s_ij = u_i . u_j / T, the loss is the mean over the 2N rows of
  * cross-entropy of row i (diagonal excluded) against its positive
- * (i+N) mod 2N. Returns the loss; writes dz (=) if dz is non-NULL. */
+ * (i+N) mod 2N (tools/resnet9.py nt_xent). Returns the loss; writes dz (=) if
+ * dz is non-NULL.
+ *
+ * mloc_ntxent_ws takes its scratch from the caller: work holds
+ * mloc_ntxent_work_len(n2, D) doubles (row norms, row log-sum-exps, and the
+ * gradient w.r.t. u when dz is wanted); nothing is allocated. mloc_ntxent is
+ * the convenience form: it mallocs that scratch and returns NaN (dz untouched)
+ * if the allocation fails. */
+int64_t mloc_ntxent_work_len(int n2, int D);
 double mloc_ntxent(float *dz, const float *z, int n2, int D, float temperature);
 double mloc_ntxent_f64(double *dz, const double *z, int n2, int D, double temperature);
+double mloc_ntxent_ws(float *dz, double *work, const float *z, int n2, int D,
+                      float temperature);
+double mloc_ntxent_ws_f64(double *dz, double *work, const double *z, int n2, int D,
+                          double temperature);
 
 /* ---- softmax cross-entropy ---------------------------------------------
  * logits (N,K), labels in 0..K-1 -> mean loss; dlogits (=) if non-NULL. */
@@ -144,5 +158,85 @@ double mloc_cross_entropy(float *dlogits, const float *logits, const int32_t *la
                           int K);
 double mloc_cross_entropy_f64(double *dlogits, const double *logits, const int32_t *labels,
                               int N, int K);
+
+/* ======================= ViT building blocks ============================ */
+
+/* ---- layernorm over the last dimension ---------------------------------
+ * x, y (M, D) (M = N*T tokens). Per row: mean, var = biased variance,
+ * rstd = 1/sqrt(var + eps), y = (x - mean) * rstd * gamma + beta
+ * (nn.LayerNorm; timm's ViT uses eps 1e-6, PyTorch's default is 1e-5).
+ * gamma/beta (D) may be NULL (1 / 0). Saved for backward: mean (M), rstd (M).
+ * Backward: dx (=), dgamma (+=), dbeta (+=). */
+void mloc_layernorm_forward(float *y, float *save_mean, float *save_rstd, const float *x,
+                            const float *gamma, const float *beta, int M, int D, double eps);
+void mloc_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                             const float *x, const float *save_mean, const float *save_rstd,
+                             const float *gamma, int M, int D);
+void mloc_layernorm_forward_f64(double *y, double *save_mean, double *save_rstd,
+                                const double *x, const double *gamma, const double *beta,
+                                int M, int D, double eps);
+void mloc_layernorm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                                 const double *x, const double *save_mean,
+                                 const double *save_rstd, const double *gamma, int M, int D);
+
+/* ---- GELU (exact, erf form) --------------------------------------------
+ * y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) elementwise over n
+ * (nn.GELU(approximate='none')). Saved for backward: x.
+ * Backward: dx = dy * (Phi(x) + x phi(x)) (=), phi the standard normal pdf. */
+void mloc_gelu_forward(float *y, const float *x, int64_t n);
+void mloc_gelu_backward(float *dx, const float *dy, const float *x, int64_t n);
+void mloc_gelu_forward_f64(double *y, const double *x, int64_t n);
+void mloc_gelu_backward_f64(double *dx, const double *dy, const double *x, int64_t n);
+
+/* ---- softmax over rows -------------------------------------------------
+ * x, y (M, K): y[m,:] = exp(x[m,:] - max) / sum exp(x[m,:] - max).
+ * Saved for backward: y. Backward: dx = y * (dy - sum_k dy*y) (=). */
+void mloc_softmax_forward(float *y, const float *x, int M, int K);
+void mloc_softmax_backward(float *dx, const float *dy, const float *y, int M, int K);
+void mloc_softmax_forward_f64(double *y, const double *x, int M, int K);
+void mloc_softmax_backward_f64(double *dx, const double *dy, const double *y, int M, int K);
+
+/* ---- multi-head self-attention (scaled dot product) ---------------------
+ * qkv (N, T, 3D) is the output of the qkv projection, laid out as timm's
+ * Attention reshapes it: (N, T, 3, H, Dh) with D = H*Dh, so
+ *   q[n,h,t,e] = qkv[n,t, 0*D + h*Dh + e], k at 1*D + h*Dh + e, v at 2*D + ...
+ * att[n,h,t,s] = softmax_s(q_t . k_s / sqrt(Dh))           (N, H, T, T), saved
+ * out[n,t,h*Dh+e] = sum_s att[n,h,t,s] v[n,h,s,e]           (N, T, D)
+ * (heads concatenated, i.e. (att @ v).transpose(1, 2).reshape(N, T, D)).
+ * No mask, no attention dropout. Backward writes dqkv (=) from dout, using
+ * the saved att and a caller scratch `work` of mloc_attention_work_len(s)
+ * elements (the score gradients, N*H*T*T). */
+typedef struct {
+    int N, T, D, H; /* batch, tokens, width, heads; Dh = D / H */
+    int Dh;
+} mloc_attention_shape;
+
+mloc_attention_shape mloc_attention_shape_make(int N, int T, int D, int H);
+int64_t mloc_attention_work_len(const mloc_attention_shape *s);
+void mloc_attention_forward(float *out, float *att, const float *qkv,
+                            const mloc_attention_shape *s);
+void mloc_attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
+                             const float *att, const mloc_attention_shape *s);
+void mloc_attention_forward_f64(double *out, double *att, const double *qkv,
+                                const mloc_attention_shape *s);
+void mloc_attention_backward_f64(double *dqkv, double *work, const double *dout,
+                                 const double *qkv, const double *att,
+                                 const mloc_attention_shape *s);
+
+/* ---- dropout with an explicit mask ---------------------------------------
+ * mask (n) holds 1 for kept and 0 for dropped elements; y = x * mask / (1-p)
+ * (inverted dropout as nn.Dropout in training; p = 1 gives y = 0).
+ * Backward: dx = dy * mask / (1-p) (=). mloc_dropout_mask draws the mask
+ * from a caller-owned stream, keeping each element with probability 1-p
+ * (one uniform double per element, in order, so it does not depend on the
+ * thread count). */
+void mloc_dropout_mask(uint8_t *mask, int64_t n, double p, mloc_rng *r);
+void mloc_dropout_forward(float *y, const float *x, const uint8_t *mask, int64_t n, double p);
+void mloc_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n,
+                           double p);
+void mloc_dropout_forward_f64(double *y, const double *x, const uint8_t *mask, int64_t n,
+                              double p);
+void mloc_dropout_backward_f64(double *dx, const double *dy, const uint8_t *mask, int64_t n,
+                               double p);
 
 #endif
