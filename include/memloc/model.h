@@ -1,0 +1,157 @@
+/* Models: a graph of layer nodes over named activation values, a named
+ * tensor table for parameters, and named taps the metrics read.
+ *
+ * A model is built once from a config (architecture, input shape, width,
+ * head), planned once for a maximum batch (the activation arena), and then
+ * run forward (train or eval) and backward by a backend: the plain reference
+ * kernels of nn.h, or oneDNN with blocked layouts (reorders only where a user
+ * reads a tap and at the edges). Both give the same results within float
+ * tolerance; tests compare them. */
+#ifndef MEMLOC_MODEL_H
+#define MEMLOC_MODEL_H
+
+#include <stdint.h>
+
+#include "memloc/context.h"
+#include "memloc/tensor.h"
+
+#define MLOC_OP_LIST(X)                                                          \
+    X(CONV2D, "conv2d")                                                          \
+    X(BATCHNORM2D, "batchnorm2d")                                                \
+    X(RELU, "relu")                                                              \
+    X(MAXPOOL2D, "maxpool2d")                                                    \
+    X(ADD, "add")                                                                \
+    X(FLATTEN, "flatten")                                                        \
+    X(LINEAR, "linear")                                                          \
+    X(AVGPOOL_GLOBAL, "avgpool_global")
+
+typedef enum {
+#define MLOC_X(name, text) MLOC_OP_##name,
+    MLOC_OP_LIST(MLOC_X)
+#undef MLOC_X
+    MLOC_OP_COUNT
+} mloc_op;
+
+const char *mloc_op_name(mloc_op op);
+
+/* An activation value: per-sample shape (C,H,W); fully connected values have
+ * H = W = 1. The batch dimension is the run's N. */
+typedef struct {
+    char name[64];
+    int c, h, w;
+    int producer;      /* node index, -1 for the model input */
+} mloc_value;
+
+typedef struct {
+    mloc_op op;
+    char name[64];     /* PyTorch module path, e.g. "layer1_head.conv" */
+    int in[2];         /* value ids (in[1] only for ADD; -1 otherwise) */
+    int out;           /* value id */
+    int module;        /* index into model->modules (block), -1 for none */
+    union {
+        struct { int k, r, s, stride, pad, weight, bias; } conv;        /* bias -1: none */
+        struct { float eps, momentum; int weight, bias, mean, var, count; } bn;
+        struct { int k, stride, pad; } pool;
+        struct { int out_features, weight, bias; } linear;
+    } u;
+} mloc_node;
+
+typedef enum {
+    MLOC_UNIT_CHANNEL = 0, /* conv channel: mean over spatial positions (SPEC 4) */
+    MLOC_UNIT_NEURON       /* fully connected neuron */
+} mloc_unit_kind;
+
+/* A named point of the forward pass whose output the metrics read. */
+typedef struct {
+    char name[64];     /* "prep", ..., "res1", ..., "res2" */
+    int value;
+    int units;         /* channels (conv) or neurons */
+    mloc_unit_kind unit_kind;
+    int nonneg;        /* 1 if activations are >= 0 by construction (post-ReLU) */
+    int module;        /* block that produces it, -1 for joins such as res1 */
+} mloc_tap;
+
+typedef enum { MLOC_HEAD_NONE = 0, MLOC_HEAD_SIMCLR, MLOC_HEAD_CLASSIFIER } mloc_head_kind;
+
+typedef struct {
+    const char *arch;      /* "resnet9" */
+    int in_channels;       /* default 3 */
+    int image_h, image_w;  /* default 32 x 32 */
+    double width;          /* channel multiplier, default 1.0 */
+    mloc_head_kind head;   /* default SIMCLR */
+    int head_hidden;       /* SimCLR head: default 512 */
+    int head_out;          /* SimCLR projection dim (128) or classifier classes */
+} mloc_model_config;
+
+mloc_model_config mloc_model_config_default(void);
+/* Names of the architectures this build knows, NULL-terminated. */
+const char *const *mloc_model_archs(void);
+
+typedef enum { MLOC_MODE_EVAL = 0, MLOC_MODE_TRAIN } mloc_mode;
+
+typedef struct mloc_exec mloc_exec; /* backend state, opaque */
+
+typedef struct {
+    mloc_model_config cfg;
+    char arch[32];
+    mloc_table table;
+    mloc_store store;
+    mloc_node *nodes;
+    int n_nodes;
+    mloc_value *values;
+    int n_values;
+    mloc_tap *taps;
+    int n_taps;
+    char (*modules)[64];  /* block names ("prep", "layer1_head", "head") */
+    int n_modules;
+    int input;            /* value id of the input (N, C, H, W) */
+    int feature;          /* value id of the encoder output (flattened) */
+    int output;           /* value id of the head's output (= feature without head) */
+    int encoder_nodes;    /* nodes [0, encoder_nodes) are the encoder */
+    mloc_exec *exec;
+    mloc_backend backend;
+    int max_batch;
+    uint8_t *bn_eval;     /* per module: 1 = its BN layers run in eval mode even when training */
+} mloc_model;
+
+mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg);
+void mloc_model_free(mloc_model *m);
+
+/* PyTorch default initialization, each tensor from its own stream
+ * ("init", entry index) of the context seed: conv/linear weights
+ * kaiming_uniform(a=sqrt 5), i.e. U(+-1/sqrt(fan_in)); biases U(+-1/sqrt(fan_in));
+ * BN weight 1, bias 0, running mean 0, var 1, num_batches_tracked 0. */
+void mloc_model_init_params(mloc_model *m, uint64_t seed);
+
+/* Allocate the activation arena and backend plans for batches up to
+ * max_batch. Must be called before forward; may be called again to grow. */
+mloc_status mloc_model_plan(mloc_ctx *ctx, mloc_model *m, int max_batch);
+
+/* Forward x (N, C, H, W) NCHW float. In TRAIN mode BN uses batch statistics
+ * and updates running stats; activations are kept for backward. `upto` is a
+ * value id: nodes after its producer are not run (-1: run everything). */
+mloc_status mloc_model_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int N,
+                               mloc_mode mode, int upto);
+/* Copy value `v` of the last forward into dst as NCHW float (N*C*H*W). */
+mloc_status mloc_model_read(mloc_ctx *ctx, mloc_model *m, int v, float *dst);
+/* Backward after a TRAIN forward: dy is the gradient of the loss with respect
+ * to value `from` (normally m->output), NCHW. Parameter gradients accumulate
+ * (+=) into m->store.grad; call mloc_model_zero_grad first. */
+mloc_status mloc_model_backward(mloc_ctx *ctx, mloc_model *m, int from, const float *dy);
+void mloc_model_zero_grad(mloc_model *m);
+/* Parameters changed outside the model (optimizer step, load): backends that
+ * cache reordered weights refresh them on the next forward. */
+void mloc_model_params_changed(mloc_model *m);
+
+int mloc_model_find_tap(const mloc_model *m, const char *name);
+int mloc_model_find_value(const mloc_model *m, const char *name);
+int mloc_model_find_module(const mloc_model *m, const char *name);
+/* Element counts of one sample of value v. */
+int64_t mloc_model_value_numel(const mloc_model *m, int v);
+/* Parameters (trainable) of the encoder only / of everything. */
+int64_t mloc_model_param_count(const mloc_model *m, int encoder_only);
+
+/* Backend used for this model (AUTO resolves to DNNL when built in). */
+mloc_status mloc_model_set_backend(mloc_ctx *ctx, mloc_model *m, mloc_backend b);
+
+#endif

@@ -1,0 +1,70 @@
+/* Model internals shared by the builders (resnet9.c, ...), model.c and the
+ * backends (exec_ref.c, kernels/dnnl/exec_dnnl.c). */
+#ifndef MLOC_MODELS_INTERNAL_H
+#define MLOC_MODELS_INTERNAL_H
+
+#include "memloc/model.h"
+
+/* ---- graph building ------------------------------------------------------
+ * Each call appends a node (and its output value, and its parameters to the
+ * table with PyTorch names derived from `path`), asserts shapes, and returns
+ * the output value id, or -1 after an allocation failure (then
+ * m->build_failed is set). */
+typedef struct {
+    mloc_model *m;
+    int module;        /* current module for new nodes / parameters */
+    mloc_group group;  /* current parameter group */
+    int failed;
+} mloc_builder;
+
+int mloc_build_module(mloc_builder *b, const char *name);
+int mloc_build_input(mloc_builder *b, int c, int h, int w);
+int mloc_build_conv(mloc_builder *b, const char *path, int in, int k, int r, int stride,
+                    int pad, int bias);
+int mloc_build_bn(mloc_builder *b, const char *path, int in);
+int mloc_build_relu(mloc_builder *b, const char *path, int in);
+int mloc_build_maxpool(mloc_builder *b, const char *path, int in, int k, int stride, int pad);
+int mloc_build_add(mloc_builder *b, const char *name, int a, int c);
+int mloc_build_flatten(mloc_builder *b, const char *name, int in);
+int mloc_build_linear(mloc_builder *b, const char *path, int in, int out_features, int bias);
+int mloc_build_avgpool_global(mloc_builder *b, const char *name, int in);
+/* Name value v (its tap name) and register it as a tap. */
+int mloc_build_tap(mloc_builder *b, const char *name, int v, mloc_unit_kind kind, int nonneg);
+void mloc_build_rename(mloc_builder *b, int v, const char *name);
+
+/* Architecture builders: fill m's graph from m->cfg. */
+mloc_status mloc_resnet9_build(mloc_ctx *ctx, mloc_builder *b);
+
+/* ---- backends ---------------------------------------------------------- */
+typedef struct {
+    const char *name;
+    mloc_status (*plan)(mloc_ctx *ctx, mloc_model *m, int max_batch);
+    mloc_status (*forward)(mloc_ctx *ctx, mloc_model *m, const float *x, int N, mloc_mode mode,
+                           int last_node);
+    mloc_status (*read)(mloc_ctx *ctx, mloc_model *m, int v, float *dst);
+    mloc_status (*backward)(mloc_ctx *ctx, mloc_model *m, int from, const float *dy);
+    void (*params_changed)(mloc_model *m);
+    void (*free)(mloc_exec *e);
+} mloc_backend_ops;
+
+struct mloc_exec {
+    const mloc_backend_ops *ops;
+    int N;          /* batch of the last forward */
+    mloc_mode mode; /* mode of the last forward */
+    int last_node;  /* last node run by it */
+};
+
+extern const mloc_backend_ops mloc_backend_ref_ops;
+extern const mloc_backend_ops mloc_backend_dnnl_ops;
+
+/* Number of nodes that read value v (for gradient accumulation). */
+int mloc_value_consumers(const mloc_model *m, int v);
+/* Whether BN node i runs in training mode for a forward in `mode`. */
+int mloc_bn_training(const mloc_model *m, int node, mloc_mode mode);
+/* Running-stat update shared by the backends (PyTorch semantics):
+ * mean' = (1-m) mean + m batch_mean; var' = (1-m) var + m batch_var_biased * n/(n-1). */
+void mloc_bn_update_running(float *running_mean, float *running_var, int64_t *count,
+                            const float *batch_mean, const float *batch_var_biased, int C,
+                            int64_t n, float momentum);
+
+#endif
