@@ -1,12 +1,20 @@
 /* Reference layer kernels: the specification every fast path is tested
  * against. Plain loops, NCHW (PyTorch order), double accumulators for long
  * sums. Each float kernel has a `_f64` twin with the same semantics in double
- * precision, used by the finite-difference gradient checks.
+ * precision, used by the finite-difference gradient checks
+ * (tests/gradcheck); the float kernels are compared with PyTorch 1.13 by
+ * tests/parity/test_ops_parity.c. One file per layer in src/nn.
  *
  * Conventions (STYLE.md):
- *   argument order: outputs, saved state, inputs, parameters, shape;
+ *   argument order: outputs, saved state (and caller scratch), inputs,
+ *   parameters, shape;
  *   activation gradients are written (=), parameter gradients accumulate (+=);
- *   a NULL gradient pointer means "not needed" and is skipped. */
+ *   a NULL gradient pointer means "not needed" and is skipped.
+ * Threads: loops run under OpenMP, but every output element is one
+ * sequential sum computed by one thread, so results are bitwise identical for
+ * any thread count. Kernels never allocate (except the convenience
+ * mloc_ntxent) and never fail: shapes are programmer input, checked by
+ * assert. */
 #ifndef MEMLOC_NN_H
 #define MEMLOC_NN_H
 
@@ -16,7 +24,10 @@
 
 /* ---- conv2d ------------------------------------------------------------
  * x (N,C,H,W), w (K,C,R,S), b (K) or NULL -> y (N,K,P,Q)
- * P = (H + 2*pad_h - R) / stride_h + 1, Q likewise; zero padding, groups 1. */
+ * P = (H + 2*pad_h - R) / stride_h + 1, Q likewise; zero padding, groups 1,
+ * dilation 1. mloc_conv2d_shape_make sets equal vertical and horizontal
+ * stride / padding; the fields may be set apart (PyTorch's tuple form).
+ * Saved for backward: x (and w). */
 typedef struct {
     int N, C, H, W;
     int K, R, S;
@@ -39,8 +50,10 @@ void mloc_conv2d_backward_f64(double *dx, double *dw, double *db, const double *
 /* ---- batchnorm2d -------------------------------------------------------
  * x, y (N,C,HW). Training normalises with the biased batch variance and
  * updates running_mean/var with momentum (PyTorch: new = (1-m)*old + m*stat)
- * using the unbiased variance for running_var. Eval uses running stats.
- * Saved for backward: mean (C) and invstd = 1/sqrt(var_biased + eps) (C). */
+ * using the unbiased variance for running_var (N*HW must exceed 1). Eval uses
+ * running stats. Saved for backward: mean (C) and
+ * invstd = 1/sqrt(var_biased + eps) (C). gamma/beta NULL: 1 / 0 (affine off);
+ * save_* or running_* NULL: not written. */
 typedef struct {
     int N, C, HW;
     float eps;      /* PyTorch default 1e-5 */
@@ -73,7 +86,8 @@ void mloc_batchnorm2d_backward_f64(double *dx, double *dgamma, double *dbeta,
                                    const double *gamma, const mloc_bn_shape *s);
 
 /* ---- relu --------------------------------------------------------------
- * y = max(x, 0) elementwise over n; backward dx = dy * (y > 0) (=). */
+ * y = max(x, 0) elementwise over n (NaN propagates, as torch.relu);
+ * backward dx = dy where y > 0, else 0 (=). */
 void mloc_relu_forward(float *y, const float *x, int64_t n);
 void mloc_relu_backward(float *dx, const float *dy, const float *y, int64_t n);
 void mloc_relu_forward_f64(double *y, const double *x, int64_t n);
@@ -81,9 +95,11 @@ void mloc_relu_backward_f64(double *dx, const double *dy, const double *y, int64
 
 /* ---- maxpool2d ---------------------------------------------------------
  * x (N,C,H,W) -> y (N,C,P,Q); window k, stride, padding (-inf padding,
- * PyTorch floor mode). argmax (N,C,P,Q) saves the flat h*W+w index of the
- * maximum inside its (n,c) plane; ties pick the first in row-major order
- * (PyTorch). Backward writes dx (=): zero, then scatter-add dy to argmax. */
+ * PyTorch floor mode, pad <= k/2). argmax (N,C,P,Q) saves the flat h*W+w
+ * index of the maximum inside its (n,c) plane, as PyTorch's return_indices.
+ * Selection follows PyTorch's CPU kernel: ties pick the first in row-major
+ * order, a NaN wins, a window of -inf keeps its first element. Backward
+ * writes dx (=): zero, then scatter-add dy to argmax. */
 typedef struct {
     int N, C, H, W;
     int k, stride, pad;

@@ -33,10 +33,20 @@ static double conv_loss(void *user) {
     return gc_dot(st->y, st->g, st->ny);
 }
 
-static void check_case(const conv_case *c, uint64_t seed) {
+/* sh/sw/ph/pw >= 0 override the vertical/horizontal stride and padding
+ * (PyTorch's tuple stride/padding; mloc_conv2d_shape_make sets both alike). */
+static void check_case(const conv_case *c, uint64_t seed, int sh, int sw, int ph, int pw) {
     conv_state st;
     st.s = mloc_conv2d_shape_make(c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad);
     assert_int_equal(st.s.P, (c->H + 2 * c->pad - c->R) / c->stride + 1);
+    if (sh > 0) {
+        st.s.stride_h = sh;
+        st.s.stride_w = sw;
+        st.s.pad_h = ph;
+        st.s.pad_w = pw;
+        st.s.P = (c->H + 2 * ph - c->R) / sh + 1;
+        st.s.Q = (c->W + 2 * pw - c->S) / sw + 1;
+    }
     st.nx = (int64_t)c->N * c->C * c->H * c->W;
     st.nw = (int64_t)c->K * c->C * c->R * c->S;
     st.ny = (int64_t)c->N * c->K * st.s.P * st.s.Q;
@@ -100,7 +110,18 @@ static void check_case(const conv_case *c, uint64_t seed) {
 
 static void test_conv_gradients(void **state) {
     (void)state;
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) check_case(&CASES[i], 100 + 10 * i);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+        check_case(&CASES[i], 100 + 10 * i, 0, 0, 0, 0);
+}
+
+/* Different vertical and horizontal stride and padding, so that a kernel
+ * mixing up h and w parameters cannot pass. */
+static void test_conv_anisotropic(void **state) {
+    (void)state;
+    const conv_case c = {"3x3 stride (2,1) pad (1,0)", 2, 2, 7, 6, 3, 3, 3, 1, 0, 1};
+    check_case(&c, 900, 2, 1, 1, 0);
+    const conv_case d = {"3x2 stride (1,2) pad (0,1)", 1, 3, 5, 7, 2, 3, 2, 1, 0, 0};
+    check_case(&d, 910, 1, 2, 0, 1);
 }
 
 /* A hand-computed case: 1 channel, 3x3 input 1..9, 2x2 kernel of ones,
@@ -144,6 +165,7 @@ static void test_conv_1x1_is_linear(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_gradients),
+        cmocka_unit_test(test_conv_anisotropic),
         cmocka_unit_test(test_conv_stride2_pad1_by_hand),
         cmocka_unit_test(test_conv_1x1_is_linear),
     };

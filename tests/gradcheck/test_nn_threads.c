@@ -111,14 +111,16 @@ static void run_all(outlog *l) {
     put(l, y, 7 * 9); put(l, dx, 7 * 33); put(l, dw, 9 * 33); put(l, db, 9);
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
 
-    /* NT-Xent (2N = 16, D = 12) and cross-entropy (N = 9, K = 10) */
-    float *z = rnd(16 * 12, -1, 1, 15), *dz = gc_f32_alloc(16 * 12);
-    put_d(l, mloc_ntxent(dz, z, 16, 12, 0.5f));
-    put(l, dz, 16 * 12);
-    int32_t labels[9] = {0, 1, 2, 3, 4, 5, 6, 7, 9};
-    float *logits = rnd(90, -3, 3, 16), *dl = gc_f32_alloc(90);
-    put_d(l, mloc_cross_entropy(dl, logits, labels, 9, 10));
-    put(l, dl, 90);
+    /* NT-Xent (2N = 32, D = 12) and cross-entropy (N = 64, K = 10): long
+     * enough loss sums that a thread-split reduction would change low bits. */
+    float *z = rnd(32 * 12, -1, 1, 15), *dz = gc_f32_alloc(32 * 12);
+    put_d(l, mloc_ntxent(dz, z, 32, 12, 0.5f));
+    put(l, dz, 32 * 12);
+    int32_t labels[64];
+    for (int i = 0; i < 64; i++) labels[i] = (i * 7) % 10;
+    float *logits = rnd(640, -3, 3, 16), *dl = gc_f32_alloc(640);
+    put_d(l, mloc_cross_entropy(dl, logits, labels, 64, 10));
+    put(l, dl, 640);
     free(z); free(dz); free(logits); free(dl);
 
     /* layernorm (M, D) = (10, 24), softmax (10, 24) */

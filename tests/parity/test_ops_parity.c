@@ -136,7 +136,8 @@ static void test_batchnorm2d(void **state) {
     const int N = 4, C = 3, H = 5, W = 5;
     const int64_t n = (int64_t)N * C * H * W;
     mloc_bn_shape s = mloc_bn_shape_make(N, C, H * W);
-    fx_expect(&fx, "eps", s.eps == 1e-5f ? 1e-5 : -1);
+    assert_true(s.eps == 1e-5f && s.momentum == 0.1f); /* PyTorch's defaults */
+    fx_expect(&fx, "eps", 1e-5);
     fx_expect(&fx, "momentum", 0.1);
     float *x = READ(&fx, "x", N, C, H, W), *x2 = READ(&fx, "x2", N, C, H, W),
           *x3 = READ(&fx, "x3", N, C, H, W);
