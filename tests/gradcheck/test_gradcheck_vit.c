@@ -298,6 +298,10 @@ static void test_dropout(void **state) {
     assert_true(fy[0] == 2 && fy[1] == 0 && fy[2] == 6);
     mloc_dropout_forward(fy, fx, fm, 3, 1.0);
     assert_true(fy[0] == 0 && fy[1] == 0 && fy[2] == 0);
+    /* x * noise as PyTorch: a dropped NaN stays NaN (divergence stays visible). */
+    fx[1] = NAN;
+    mloc_dropout_forward(fy, fx, fm, 3, 0.5);
+    assert_true(isnan(fy[1]));
     free(mask); free(mask2); free(x); free(g); free(y); free(dx);
 }
 
