@@ -112,6 +112,7 @@ typedef struct {
     mloc_backend backend;
     int max_batch;
     uint8_t *bn_eval;     /* per module: 1 = its BN layers run in eval mode even when training */
+    int profile;          /* 1: time every node (slower; for benchmarks) */
 } mloc_model;
 
 mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg);
@@ -150,6 +151,14 @@ int mloc_model_find_module(const mloc_model *m, const char *name);
 int64_t mloc_model_value_numel(const mloc_model *m, int v);
 /* Parameters (trainable) of the encoder only / of everything. */
 int64_t mloc_model_param_count(const mloc_model *m, int encoder_only);
+
+/* With m->profile set, seconds spent per node since planning, for the
+ * training forward, the eval forward and the backward (arrays of n_nodes).
+ * ERR_UNSUPPORTED if the backend does not profile. */
+mloc_status mloc_model_profile(mloc_ctx *ctx, const mloc_model *m, double *train_fwd,
+                               double *eval_fwd, double *bwd);
+/* Multiply-accumulates of node i for one sample (0 for data movement). */
+int64_t mloc_model_node_macs(const mloc_model *m, int i);
 
 /* Backend used for this model (AUTO resolves to DNNL when built in). */
 mloc_status mloc_model_set_backend(mloc_ctx *ctx, mloc_model *m, mloc_backend b);

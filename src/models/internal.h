@@ -45,6 +45,8 @@ typedef struct {
     mloc_status (*backward)(mloc_ctx *ctx, mloc_model *m, int from, const float *dy);
     void (*params_changed)(mloc_model *m);
     void (*free)(mloc_exec *e);
+    /* seconds per node accumulated while m->profile is set (may be NULL) */
+    void (*profile)(const mloc_model *m, double *train_fwd, double *eval_fwd, double *bwd);
 } mloc_backend_ops;
 
 struct mloc_exec {

@@ -269,3 +269,21 @@ void mloc_bn_update_running(float *running_mean, float *running_var, int64_t *co
     }
     (*count)++;
 }
+
+mloc_status mloc_model_profile(mloc_ctx *ctx, const mloc_model *m, double *train_fwd,
+                               double *eval_fwd, double *bwd) {
+    if (!m->exec || !m->exec->ops->profile)
+        return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "profile: backend has no profiler or no plan");
+    m->exec->ops->profile(m, train_fwd, eval_fwd, bwd);
+    return MLOC_OK;
+}
+
+int64_t mloc_model_node_macs(const mloc_model *m, int i) {
+    const mloc_node *nd = &m->nodes[i];
+    const mloc_value *x = &m->values[nd->in[0]], *y = &m->values[nd->out];
+    switch (nd->op) {
+    case MLOC_OP_CONV2D: return (int64_t)y->c * y->h * y->w * x->c * nd->u.conv.r * nd->u.conv.s;
+    case MLOC_OP_LINEAR: return (int64_t)y->c * x->c;
+    default: return 0;
+    }
+}

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
@@ -111,6 +112,7 @@ struct dexec {
     size_t cur_left;
     void *scratchpad;
     size_t scratchpad_size;
+    double *prof[3];              /* seconds per node: train fwd, eval fwd, backward */
     dnnl_primitive_t *prims;
     int n_prims, cap_prims;
     dnnl_memory_t *mems;
@@ -998,6 +1000,7 @@ static void dnnl_free_exec(mloc_exec *base) {
     free(e->eval_end);
     free(e->planned);
     free(e->grad_ready);
+    for (int k = 0; k < 3; k++) free(e->prof[k]);
     for (int i = 0; i < e->n_chunks; i++) mloc_free(e->chunks[i]);
     free(e->chunks);
     mloc_free(e->scratchpad);
@@ -1046,7 +1049,8 @@ static mloc_status dnnl_plan_n(mloc_ctx *ctx, mloc_model *m, int N) {
     e->eval_end = calloc((size_t)m->n_nodes, sizeof(int));
     e->planned = calloc((size_t)m->n_nodes, 1);
     e->grad_ready = calloc((size_t)m->n_values, 1);
-    if (!e->nd || !e->v[TRAIN] || !e->v[EVAL] || !e->eval_end || !e->planned || !e->grad_ready) {
+    for (int k = 0; k < 3; k++) e->prof[k] = calloc((size_t)m->n_nodes, sizeof(double));
+    if (!e->prof[0] || !e->prof[1] || !e->prof[2] || !e->nd || !e->v[TRAIN] || !e->v[EVAL] || !e->eval_end || !e->planned || !e->grad_ready) {
         st = mloc_error(ctx, MLOC_ERR_NOMEM, "oneDNN backend: out of memory");
         goto fail;
     }
@@ -1075,18 +1079,33 @@ static mloc_status dnnl_plan(mloc_ctx *ctx, mloc_model *m, int max_batch) {
     return dnnl_plan_n(ctx, m, max_batch);
 }
 
-static mloc_status run(dexec *e, const program *p, int begin, int end, const mloc_model *m) {
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* Run steps [begin, end) of p; with profiling on, each step is timed (the
+ * stream is waited on after each) and its time added to its node in prof. */
+static mloc_status run(dexec *e, const program *p, int begin, int end, const mloc_model *m, double *prof) {
     mloc_status st = MLOC_OK;
+    prof = m->profile ? prof : NULL;
     for (int k = begin; k < end; k++) {
         const step *s = &p->s[k];
+        double t0 = prof ? seconds() : 0;
         if (!s->prim) {
             s->fn(e, m, s);
-            continue;
+        } else {
+            dnnl_status_t ds = dnnl_primitive_execute(s->prim, e->stream, s->nargs, s->args);
+            if (ds != dnnl_success)
+                return mloc_error(e->ctx, MLOC_ERR_INTERNAL,
+                                  "oneDNN: executing a primitive of node %s failed (status %d)",
+                                  m->nodes[s->node].name, (int)ds);
         }
-        dnnl_status_t ds = dnnl_primitive_execute(s->prim, e->stream, s->nargs, s->args);
-        if (ds != dnnl_success)
-            return mloc_error(e->ctx, MLOC_ERR_INTERNAL, "oneDNN: executing a primitive of node %s failed (status %d)",
-                              m->nodes[s->node].name, (int)ds);
+        if (prof) {
+            DN(dnnl_stream_wait(e->stream));
+            prof[s->node] += seconds() - t0;
+        }
     }
     DN(dnnl_stream_wait(e->stream));
 fail:
@@ -1113,9 +1132,9 @@ static mloc_status exec_forward(mloc_ctx *ctx, mloc_model *m, const float *x, in
     size_t per = (size_t)mloc_model_value_numel(m, m->input);
     memcpy(in->act, x, (size_t)N * per * sizeof(float));
     if (N < e->N) memset(in->act + (size_t)N * per, 0, (size_t)(e->N - N) * per * sizeof(float));
-    MLOC_TRY(run(e, &e->prep[prog], 0, e->prep[prog].n, m));
+    MLOC_TRY(run(e, &e->prep[prog], 0, e->prep[prog].n, m, e->prof[prog]));
     int end = prog == EVAL ? e->eval_end[last_node] : e->fwd[TRAIN].n;
-    return run(e, &e->fwd[prog], 0, end, m);
+    return run(e, &e->fwd[prog], 0, end, m, e->prof[prog]);
 }
 
 static mloc_status dnnl_read(mloc_ctx *ctx, mloc_model *m, int v, float *dst) {
@@ -1156,7 +1175,14 @@ static mloc_status exec_backward(mloc_ctx *ctx, mloc_model *m, int from, const f
         return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "oneDNN backend: backward starts at the model output");
     dval *y = &e->v[TRAIN][from];
     memcpy(y->grad, dy, dnnl_memory_desc_get_size(&y->md));
-    return run(e, &e->bwd, 0, e->bwd.n, m);
+    return run(e, &e->bwd, 0, e->bwd.n, m, e->prof[2]);
+}
+
+static void exec_profile(const mloc_model *m, double *train_fwd, double *eval_fwd, double *bwd) {
+    const dexec *e = (const dexec *)m->exec;
+    memcpy(train_fwd, e->prof[0], (size_t)m->n_nodes * sizeof(double));
+    memcpy(eval_fwd, e->prof[1], (size_t)m->n_nodes * sizeof(double));
+    memcpy(bwd, e->prof[2], (size_t)m->n_nodes * sizeof(double));
 }
 
 const mloc_backend_ops mloc_backend_dnnl_ops = {
@@ -1167,4 +1193,5 @@ const mloc_backend_ops mloc_backend_dnnl_ops = {
     .backward = exec_backward,
     .params_changed = NULL,
     .free = dnnl_free_exec,
+    .profile = exec_profile,
 };
