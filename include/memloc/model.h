@@ -160,6 +160,31 @@ mloc_status mloc_model_profile(mloc_ctx *ctx, const mloc_model *m, double *train
 /* Multiply-accumulates of node i for one sample (0 for data movement). */
 int64_t mloc_model_node_macs(const mloc_model *m, int i);
 
+/* ---- weights files (safetensors with PyTorch names) ------------------
+ * memloc writes its model configuration into the file's __metadata__
+ * (memloc_arch, memloc_in_channels, memloc_image_h/w, memloc_width,
+ * memloc_head, memloc_head_hidden, memloc_head_out). For files without it
+ * (exported from PyTorch), the configuration is inferred from the tensor
+ * names and shapes: prep.conv.weight [32w, C, 3, 3] gives resnet9 with C
+ * input channels and width w; head.0 / head.2 or classifier.2 give the head. */
+struct mloc_st_file;
+mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
+                                        const struct mloc_st_file *f);
+/* Create a model from a weights file and load it. `head` -1 keeps the file's
+ * head; otherwise a model with that head is made (head tensors absent from
+ * the file keep their init). Errors name the file and the tensor. */
+mloc_status mloc_model_open(mloc_ctx *ctx, mloc_model **out, const char *path, int head);
+/* Load tensors into an existing model: the encoder must be complete and of
+ * matching shapes; head tensors are loaded when present. */
+mloc_status mloc_model_load(mloc_ctx *ctx, mloc_model *m, const struct mloc_st_file *f);
+/* Save atomically: group MLOC_GROUP_ENCODER, MLOC_GROUP_HEAD or -1 for all,
+ * with the configuration metadata and extra (key, value) pairs
+ * (NULL-terminated list, may be NULL). */
+mloc_status mloc_model_save(mloc_ctx *ctx, const mloc_model *m, const char *path, int group,
+                            const char *const *extra_meta);
+const char *mloc_head_name(mloc_head_kind h);
+int mloc_head_parse(const char *name); /* -1 if unknown */
+
 /* Backend used for this model (AUTO resolves to DNNL when built in). */
 mloc_status mloc_model_set_backend(mloc_ctx *ctx, mloc_model *m, mloc_backend b);
 
