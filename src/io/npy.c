@@ -143,7 +143,10 @@ mloc_status mloc_npy_read_memory(mloc_ctx *ctx, const void *bytes, size_t size,
                                  int64_t *shape, void **data) {
     *data = NULL;
     const unsigned char *b = bytes;
-    if (size < 10 || memcmp(b, MAGIC, MAGIC_LEN) != 0)
+    if (size < 10)
+        return mloc_error(ctx, MLOC_ERR_DATA, "%s: truncated: %zu bytes, shorter than a .npy "
+                          "header", label, size);
+    if (memcmp(b, MAGIC, MAGIC_LEN) != 0)
         return mloc_error(ctx, MLOC_ERR_DATA, "%s: not a .npy file (no \\x93NUMPY magic)", label);
     if ((b[6] != 1 && b[6] != 2 && b[6] != 3) || b[7] != 0)
         return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "%s: .npy format version %d.%d (memloc "

@@ -606,7 +606,7 @@ done:
 
 mloc_status mloc_st_writer_save(mloc_st_writer *w, const char *path) {
     mloc_ctx *ctx = w->ctx;
-    qsort(w->e, (size_t)w->n, sizeof *w->e, by_dtype_then_name);
+    if (w->n > 1) qsort(w->e, (size_t)w->n, sizeof *w->e, by_dtype_then_name);
     char *header = header_json(w);
     if (!header)
         return mloc_error(ctx, MLOC_ERR_NOMEM, "%s: cannot build the safetensors header", path);
