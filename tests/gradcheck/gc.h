@@ -12,6 +12,7 @@
 #define MLOC_GC_H
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,13 @@
 #define GC_ATOL 1e-8
 #define GC_RTOL 1e-7
 #define GC_CHECKS 200 /* coordinates checked per tensor (all, for these sizes) */
+
+/* The gradient checks run thousands of tiny forwards; on shared cores each
+ * OpenMP region can stall on a busy sibling thread. They check math, not
+ * threading (test_nn_threads does that), so they run on one thread. */
+static inline void gc_single_thread(void) {
+    omp_set_num_threads(1);
+}
 
 static inline double *gc_alloc(int64_t n) {
     double *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);

@@ -125,6 +125,7 @@ static void test_bn_accumulates(void **state) {
 }
 
 int main(void) {
+    gc_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bn_gradients),
         cmocka_unit_test(test_bn_statistics_by_hand),

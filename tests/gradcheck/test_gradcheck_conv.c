@@ -163,6 +163,7 @@ static void test_conv_1x1_is_linear(void **state) {
 }
 
 int main(void) {
+    gc_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_gradients),
         cmocka_unit_test(test_conv_anisotropic),

@@ -154,6 +154,7 @@ static void test_relu(void **state) {
 }
 
 int main(void) {
+    gc_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_add),

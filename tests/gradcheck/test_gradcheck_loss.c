@@ -113,6 +113,7 @@ static void test_cross_entropy(void **state) {
 }
 
 int main(void) {
+    gc_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ntxent_gradients),
         cmocka_unit_test(test_ntxent_by_hand),

@@ -148,6 +148,7 @@ static void test_avgpool_global(void **state) {
 }
 
 int main(void) {
+    gc_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_maxpool_gradients),
         cmocka_unit_test(test_maxpool_ties_nan_by_hand),

@@ -306,6 +306,7 @@ static void test_dropout(void **state) {
 }
 
 int main(void) {
+    gc_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_gelu),
