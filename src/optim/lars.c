@@ -39,9 +39,8 @@ double optim_sumsq(const float *x, int64_t n, double *partial, int threads) {
 void optim_lars_entry(float *p, float *buf, unsigned char *has_buf, const float *g, int64_t n,
                       const mloc_optim_config *cfg, double lr, int adapt, double *partial,
                       int threads) {
-    /* The trust ratio folds into the SGD coefficients: d = g*trust + p*(wd*trust)
-     * would round differently from torch's (g + wd*p) * trust, so keep the
-     * reference's two steps. */
+    /* d = (g + wd*p) * trust in the reference's two roundings; folding trust
+     * into the coefficients (g*trust + p*(wd*trust)) would round differently. */
     int scale = 0;
     float trust_f = 1.0f;
     if (adapt) {
