@@ -69,10 +69,12 @@ static void resize_cols(float *out, const float *tmp, int c, int ch_rows, int oh
             int64_t stride = (int64_t)t->step * ow;
             float *restrict dst = out + ((int64_t)ch * oh + y) * ow;
             float w0 = wt[0];
+#pragma omp simd
             for (int x = 0; x < ow; x++) dst[x] = src[x] * w0;
             for (int j = 1; j < t->count; j++) {
                 const float *restrict s = src + j * stride;
                 float wj = wt[j];
+#pragma omp simd
                 for (int x = 0; x < ow; x++) dst[x] += s[x] * wj;
             }
         }

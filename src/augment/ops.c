@@ -9,8 +9,10 @@
  *   normalize = (x - mean) / std (a true division, as tensor.div_);
  *   interpolate(antialias=True) weights from ATen's _compute_weights_aa.
  *
- * The loops are branch-free over contiguous planes so the compiler can
- * vectorise them; they are shared by the reference and the fast path. The
+ * The loops are branch-free over contiguous planes and marked `omp simd`
+ * (GCC does not vectorise them at -O2 otherwise; vector lanes do the same
+ * IEEE operations, no reduction is reordered); they are shared by the
+ * reference and the fast path. The
  * library is compiled as ISO C11, so GCC does not contract a*b+c into an FMA
  * (-ffp-contract=off), which would change the rounding. */
 #include <assert.h>
@@ -107,6 +109,7 @@ void aug_brightness(float *x, int c, int64_t n, float f) {
     /* _blend(img, zeros, f): f*x + (1-f)*0 */
     float r1 = (float)(1.0 - (double)f);
     float zero_part = r1 * 0.0f;
+#pragma omp simd
     for (int64_t i = 0; i < (int64_t)c * n; i++) x[i] = clamp01(f * x[i] + zero_part);
 }
 
@@ -126,6 +129,7 @@ void aug_contrast(float *x, int c, int64_t n, float f) {
     float m = aug_gray_mean(x, c, n);
     float r1 = (float)(1.0 - (double)f);
     float bm = r1 * m;
+#pragma omp simd
     for (int64_t i = 0; i < (int64_t)c * n; i++) x[i] = clamp01(f * x[i] + bm);
 }
 
@@ -133,6 +137,7 @@ void aug_saturation(float *x, int c, int64_t n, float f) {
     if (c != 3) return; /* torchvision: "Match PIL behaviour" */
     float r1 = (float)(1.0 - (double)f);
     float *R = x, *G = x + n, *B = x + 2 * n;
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float gray = (AUG_GRAY_R * R[i] + AUG_GRAY_G * G[i]) + AUG_GRAY_B * B[i];
         float bg = r1 * gray;
@@ -145,6 +150,7 @@ void aug_saturation(float *x, int c, int64_t n, float f) {
 void aug_hue(float *x, int c, int64_t n, float f) {
     if (c != 3) return;
     float *R = x, *G = x + n, *B = x + 2 * n;
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float r = R[i], g = G[i], b = B[i];
         /* _rgb2hsv */
@@ -152,7 +158,7 @@ void aug_hue(float *x, int c, int64_t n, float f) {
         maxc = maxc > b ? maxc : b;
         float minc = r < g ? r : g;
         minc = minc < b ? minc : b;
-        int eqc = maxc == minc;
+        _Bool eqc = maxc == minc;
         float cr = maxc - minc;
         float s = cr / (eqc ? 1.0f : maxc);
         float crd = eqc ? 1.0f : cr;
@@ -169,23 +175,27 @@ void aug_hue(float *x, int c, int64_t n, float f) {
         a = a < 0.0f ? a + 1.0f : a;
         /* _hsv2rgb */
         float h6 = a * 6.0f;
-        float fi = floorf(h6);
+        /* floor(6h): h6 >= 0 here, where truncation is floor (and, unlike
+         * floorf under -ftrapping-math, vectorises) */
+        float fi = (float)(int)h6;
         float fr = h6 - fi;
-        int sector = (int)fi % 6;
+        /* i = floor(6h) % 6, kept in float (0..6, 6 only when h rounded to 1) */
+        float sector = fi >= 6.0f ? fi - 6.0f : fi;
         float v = maxc;
         float p = clamp01(v * (1.0f - s));
         float q = clamp01(v * (1.0f - s * fr));
         float t = clamp01(v * (1.0f - s * (1.0f - fr)));
         /* sector 0..5 -> (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q) */
-        R[i] = (sector == 0 || sector == 5) ? v : (sector == 1 ? q : (sector == 4 ? t : p));
-        G[i] = (sector == 1 || sector == 2) ? v : (sector == 0 ? t : (sector == 3 ? q : p));
-        B[i] = (sector == 3 || sector == 4) ? v : (sector == 2 ? t : (sector == 5 ? q : p));
+        R[i] = (sector == 0.0f || sector == 5.0f) ? v : (sector == 1.0f ? q : (sector == 4.0f ? t : p));
+        G[i] = (sector == 1.0f || sector == 2.0f) ? v : (sector == 0.0f ? t : (sector == 3.0f ? q : p));
+        B[i] = (sector == 3.0f || sector == 4.0f) ? v : (sector == 2.0f ? t : (sector == 5.0f ? q : p));
     }
 }
 
 void aug_grayscale(float *x, int c, int64_t n) {
     if (c != 3) return; /* a 1-channel image is already gray (clone) */
     float *R = x, *G = x + n, *B = x + 2 * n;
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float gray = (AUG_GRAY_R * R[i] + AUG_GRAY_G * G[i]) + AUG_GRAY_B * B[i];
         R[i] = gray;
@@ -198,6 +208,7 @@ void aug_normalize(float *x, int c, int64_t n, const float *mean, const float *s
     for (int ch = 0; ch < c; ch++) {
         float m = mean[ch], s = std[ch];
         float *X = x + ch * n;
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) X[i] = (X[i] - m) / s;
     }
 }
