@@ -111,6 +111,23 @@ def run_case(img, c):
     return x.contiguous().numpy().astype(np.float32)
 
 
+def replay(img, pipeline, record):
+    """Apply one record of memloc's --dump-aug-params output (the JSON line
+    of mloc_aug_params_format_json) with torchvision, under the pipeline line
+    of mloc_aug_pipeline_format_json. img is uint8 (H, W, C); returns the
+    (C, H', W') float32 view memloc made for that record."""
+    ops = ["brightness", "contrast", "saturation", "hue"]
+    c = dict(crop=record["crop"], size=record["size"], flip=record["flip"],
+             jitter=record["jitter"], order=record["order"],
+             on=[0 if record[k] is None else 1 for k in ops],
+             factor=[record[k] if record[k] is not None else (1.0 if i < 3 else 0.0)
+                     for i, k in enumerate(ops)],
+             gray=record["gray"], antialias=pipeline["antialias"],
+             normalize_first=pipeline["normalize_first"],
+             norm=(pipeline["mean"], pipeline["std"]))
+    return run_case(img, c)
+
+
 def case(text, img, crop, size, flip=0, jitter=0, order=(0, 1, 2, 3), on=(0, 0, 0, 0),
          factor=(1.0, 1.0, 1.0, 0.0), gray=0, antialias=1, normalize_first=0, norm=HALF):
     return dict(text=text, img=img, crop=crop, size=size, flip=flip, jitter=jitter,

@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "memloc/context.h"
 #include "memloc/data.h"
@@ -184,6 +185,11 @@ void mloc_aug_apply_ws(float *out, const uint8_t *img, int h, int w, int c,
  * write. */
 int mloc_aug_params_format_json(char *buf, size_t size, const mloc_aug_params *p,
                                 int64_t epoch, int64_t sample, int64_t view);
+/* Write that line and a newline to fp; ERR_IO (naming `what`, e.g. the
+ * dump file's path) if the write fails. */
+mloc_status mloc_aug_params_write_json(mloc_ctx *ctx, FILE *fp, const char *what,
+                                       const mloc_aug_params *p, int64_t epoch, int64_t sample,
+                                       int64_t view);
 /* The pipeline as one JSON object line (schema "memloc.aug_pipeline/1"). */
 int mloc_aug_pipeline_format_json(char *buf, size_t size, const mloc_aug_pipeline *pipe);
 

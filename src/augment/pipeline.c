@@ -249,6 +249,18 @@ int mloc_aug_params_format_json(char *buf, size_t size, const mloc_aug_params *p
     return (int)len;
 }
 
+mloc_status mloc_aug_params_write_json(mloc_ctx *ctx, FILE *fp, const char *what,
+                                       const mloc_aug_params *p, int64_t epoch, int64_t sample,
+                                       int64_t view) {
+    char line[512];
+    int len = mloc_aug_params_format_json(line, sizeof line, p, epoch, sample, view);
+    if (len < 0 || len >= (int)sizeof line)
+        return mloc_error(ctx, MLOC_ERR_INTERNAL, "%s: augmentation record too long", what);
+    if (fprintf(fp, "%s\n", line) < 0)
+        return mloc_error(ctx, MLOC_ERR_IO, "%s: cannot write augmentation parameters", what);
+    return MLOC_OK;
+}
+
 int mloc_aug_pipeline_format_json(char *buf, size_t size, const mloc_aug_pipeline *pp) {
     size_t len = 0;
     APPEND("{\"schema\":\"memloc.aug_pipeline/1\",\"size\":[%d,%d],\"crop\":%d", pp->out_h,

@@ -133,6 +133,22 @@ static void test_json_records(void **state) {
     assert_true(json_is_null(json_object_get(o, "epoch")));
     json_decref(o);
 
+    /* the FILE writer: one line per record */
+    char *buf = NULL;
+    size_t bufsize = 0;
+    FILE *mem = open_memstream(&buf, &bufsize);
+    assert_non_null(mem);
+    assert_int_equal(mloc_aug_params_write_json(NULL, mem, "mem", &p, 3, 17, 1), MLOC_OK);
+    assert_int_equal(mloc_aug_params_write_json(NULL, mem, "mem", &p, 3, 18, 0), MLOC_OK);
+    fclose(mem);
+    const char *head = "{\"epoch\":3,\"sample\":17,";
+    assert_int_equal(strncmp(buf, head, strlen(head)), 0);
+    char *nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    assert_non_null(strstr(nl + 1, "\"sample\":18"));
+    assert_int_equal(buf[bufsize - 1], '\n');
+    free(buf);
+
     len = mloc_aug_pipeline_format_json(line, sizeof line, &pp);
     assert_true(len > 0 && len < (int)sizeof line);
     o = json_loads(line, 0, &err);
