@@ -29,7 +29,6 @@ static inline float clamp01(float v) {
 /* ---- resize weights --------------------------------------------------------- */
 
 int aug_max_taps(int in, int out) {
-    (void)out;
     /* ATen allocates ceil(support)*2+1 weights per coordinate; taps never
      * exceed the input length either. For upsampling support is 1: 3. */
     double scale = (double)in / out;
