@@ -706,7 +706,7 @@ mloc_status mloc_folder_read_memory(mloc_ctx *ctx, mloc_dataset *d, const void *
     if (!a) return mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
     mloc_status st;
     if (archive_read_open_memory(a, bytes, size) != ARCHIVE_OK)
-        st = mloc_error(ctx, MLOC_ERR_DATA, "%s: not a tar archive: %s", label,
+        st = mloc_error(ctx, MLOC_ERR_DATA, "%s: cannot read as a tar archive: %s", label,
                         archive_error_string(a) ? archive_error_string(a) : "unknown format");
     else
         st = read_archive(ctx, d, a, label, subdir, opt);
@@ -731,7 +731,7 @@ mloc_status data_open_folder(mloc_ctx *ctx, mloc_dataset *d, const mloc_dataset_
     if (!a) return mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
     mloc_status st;
     if (archive_read_open_filename(a, s->path, 1 << 20) != ARCHIVE_OK)
-        st = mloc_error(ctx, MLOC_ERR_DATA, "%s: not a readable tar archive: %s", s->path,
+        st = mloc_error(ctx, MLOC_ERR_DATA, "%s: cannot read as a tar archive: %s", s->path,
                         archive_error_string(a) ? archive_error_string(a) : "unknown format");
     else
         st = read_archive(ctx, d, a, s->path, s->subdir, opt);
