@@ -48,8 +48,9 @@ demo: build
 bench: build
 	@bench/run-all $(BUILD)
 
+# Regenerate the committed PyTorch/torchvision/scipy fixtures (needs scripts/install-deps --dev).
 fixtures:
-	@/usr/bin/python3 tools/gen_fixtures.py tests/fixtures
+	@for g in tools/gen_*_fixtures.py; do echo "$$g"; /usr/bin/python3 $$g || exit 1; done
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZB)

@@ -63,10 +63,13 @@ static void on_progress(void *user, const char *what, int64_t done, int64_t tota
     if (strncmp(progress.what, what, sizeof progress.what - 1) != 0 || done == 0) {
         snprintf(progress.what, sizeof progress.what, "%s", what);
         progress.start = t;
-        progress.last_draw = 0;
+        progress.last_draw = progress.tty ? 0 : t;
     }
     int finished = total > 0 && done >= total;
+    /* a terminal redraws at most every 0.1 s; a log gets a line every 10 s,
+     * and a final line only for work that took that long */
     double min_gap = progress.tty ? 0.1 : 10.0;
+    if (finished && !progress.tty && t - progress.start < min_gap) return;
     if (!finished && t - progress.last_draw < min_gap) return;
     progress.last_draw = t;
     double frac = total > 0 ? (double)done / total : 0;

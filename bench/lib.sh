@@ -1,0 +1,28 @@
+# Shared by the bench/*.sh scripts.
+#   MLOC_BUILD   the build directory; MLOC_SOURCE the source tree
+#   BENCH_REPS   repetitions for medians (default 5)
+
+# The PyTorch peer's best configuration on this machine. Debian's torch runs
+# its linear layers on OpenBLAS 0.3.21, whose CPU detection mistakes some
+# recent CPUs as Prescott (FORMATS.md 6.2), and some machines preset
+# OPENBLAS_CORETYPE to an older set. The peer gets the best kernel set the CPU
+# supports (BENCH_OPENBLAS_CORETYPE overrides), and 2 threads like memloc.
+peer_env() {
+  if [ -n "${BENCH_OPENBLAS_CORETYPE:-}" ]; then export OPENBLAS_CORETYPE=$BENCH_OPENBLAS_CORETYPE
+  elif grep -q avx512_bf16 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Cooperlake
+  elif grep -q avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  else unset OPENBLAS_CORETYPE; fi
+  export OMP_NUM_THREADS=${BENCH_THREADS:-2}
+  echo "peer: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} OMP_NUM_THREADS=$OMP_NUM_THREADS torch threads ${BENCH_THREADS:-2}"
+}
+
+# median of numbers on stdin
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) exit 1; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# summary NAME MEMLOC PEER UNIT [lower-is-better]
+summary() {
+  local ratio
+  if [ "${5:-}" = lower ]; then ratio=$(awk -v a="$2" -v b="$3" 'BEGIN{printf "%.2f", b/a}')
+  else ratio=$(awk -v a="$2" -v b="$3" 'BEGIN{printf "%.2f", a/b}'); fi
+  echo "bench $1 memloc=$2 peer=$3 unit=$4 ratio=$ratio"
+}

@@ -1,0 +1,146 @@
+/* Training encoders: SimCLR and supervised, with resumable run directories
+ * (SPEC.md section 10).
+ *
+ * Every option lives in one table (MLOC_TRAIN_OPTIONS below): the CLI flags,
+ * the YAML config file keys, config.json and the documented defaults are all
+ * generated from it, so they cannot drift apart.
+ *
+ * A run directory holds
+ *   config.json         every option (schema memloc.train.config/1) and what
+ *                       was resolved from the data (classes, shape, digest)
+ *   log.jsonl           one JSON object per K steps and per epoch
+ *   checkpoints/        epoch_NNNN.safetensors after N completed epochs, and
+ *                       epoch_NNNN_batch_BBBBBB.safetensors when interrupted
+ *                       mid-epoch: weights, buffers, optimizer state and the
+ *                       position (epoch, batch), written atomically
+ *   model.safetensors   the final encoder and head, PyTorch names, written
+ *                       last: its presence means the run finished.
+ * Resuming loads the most advanced checkpoint and continues; because every
+ * random draw is keyed by (seed, epoch, sample, view), a resumed run ends
+ * with bitwise the same weights as an uninterrupted one (same threads). */
+#ifndef MEMLOC_TRAIN_H
+#define MEMLOC_TRAIN_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "memloc/context.h"
+
+#define MLOC_TRAIN_STR 1024
+
+/* X(name, type, field, default, choices, help)
+ * types: STR (char[MLOC_TRAIN_STR]), INT (int), REAL (double), U64 (uint64_t),
+ *        BOOL (int 0/1), CHOICE (int index into "a|b|c") */
+#define MLOC_TRAIN_OPTIONS(X)                                                                         \
+    X(data, STR, data, "", NULL, "training dataset spec, e.g. folder:cifar10-jpeg.tar.gz/train")     \
+    X(indices, STR, indices, "", NULL, "train on these indices only, e.g. 0:40000,45000:50000 or @FILE") \
+    X(fit, CHOICE, fit, "auto", "auto|none|pad|resize",                                              \
+      "fit images to --image-size: auto pads smaller images (28 -> 32), else none")                 \
+    X(image_size, INT, image_size, "32", NULL, "encoder input side")                                 \
+    X(method, CHOICE, method, "simclr", "simclr|supervised", "training method")                      \
+    X(arch, CHOICE, arch, "resnet9", "resnet9", "encoder architecture")                              \
+    X(width, REAL, width, "1", NULL, "channel width multiplier")                                     \
+    X(proj_hidden, INT, proj_hidden, "512", NULL, "SimCLR projection head hidden units")             \
+    X(proj_dim, INT, proj_dim, "128", NULL, "SimCLR projection output dimension")                    \
+    X(temperature, REAL, temperature, "0.5", NULL, "NT-Xent temperature")                            \
+    X(epochs, INT, epochs, "100", NULL, "training epochs")                                           \
+    X(batch_size, INT, batch_size, "256", NULL, "images per step (SimCLR: 2 views each)")            \
+    X(optimizer, CHOICE, optimizer, "adam", "sgd|adam|adamw|lars", "optimizer (PyTorch semantics)")  \
+    X(lr, REAL, lr, "0.001", NULL, "base learning rate")                                             \
+    X(weight_decay, REAL, weight_decay, "1e-06", NULL, "weight decay")                               \
+    X(momentum, REAL, momentum, "0.9", NULL, "momentum (sgd, lars)")                                 \
+    X(schedule, CHOICE, schedule, "constant", "constant|cosine", "learning-rate schedule per step")  \
+    X(warmup_epochs, REAL, warmup_epochs, "0", NULL, "linear warm-up epochs (cosine schedule)")      \
+    X(min_lr, REAL, min_lr, "0", NULL, "final learning rate of the cosine schedule")                 \
+    X(aug, CHOICE, aug, "simclr", "none|simclr|unitmem", "augmentation preset")                      \
+    X(aug_strength, REAL, aug_strength, "1", NULL, "colour-jitter strength multiplier")              \
+    X(crop_scale_min, REAL, crop_scale_min, "0.08", NULL, "RandomResizedCrop smallest area fraction") \
+    X(norm, CHOICE, norm, "half", "half|cifar10|cifar100|stl10|imagenet",                            \
+      "Normalize constants (half: mean 0.5, std 0.5 as the reference code)")                         \
+    X(compat_normalize_first, BOOL, compat_normalize_first, "0", NULL,                               \
+      "reproduce the reference code's normalize-then-augment order")                                 \
+    X(monitor_knn, STR, monitor_knn, "", NULL, "TRAIN_SPEC,TEST_SPEC: kNN accuracy after each epoch") \
+    X(knn_k, INT, knn_k, "200", NULL, "kNN monitor neighbours")                                      \
+    X(knn_t, REAL, knn_t, "0.5", NULL, "kNN monitor temperature")                                    \
+    X(seed, U64, seed, "0", NULL, "root seed of every random stream")                                \
+    X(threads, INT, threads, "0", NULL, "compute threads (0: all CPUs); part of the reproducibility key") \
+    X(workers, INT, workers, "2", NULL, "augmentation worker threads")                               \
+    X(log_every, INT, log_every, "50", NULL, "write a log.jsonl line every K steps")                  \
+    X(checkpoint_every, INT, checkpoint_every, "1", NULL, "checkpoint every N epochs")               \
+    X(keep_checkpoints, INT, keep_checkpoints, "2", NULL, "epoch checkpoints kept (0: all)")
+
+enum { MLOC_METHOD_SIMCLR = 0, MLOC_METHOD_SUPERVISED };
+enum { MLOC_FIT_OPT_AUTO = 0, MLOC_FIT_OPT_NONE, MLOC_FIT_OPT_PAD, MLOC_FIT_OPT_RESIZE };
+enum { MLOC_SCHED_OPT_CONSTANT = 0, MLOC_SCHED_OPT_COSINE };
+
+#define MLOC_TOPT_STR char
+#define MLOC_TOPT_INT int
+#define MLOC_TOPT_REAL double
+#define MLOC_TOPT_U64 uint64_t
+#define MLOC_TOPT_BOOL int
+#define MLOC_TOPT_CHOICE int
+
+typedef struct {
+#define MLOC_X(name, type, field, def, choices, help) MLOC_TOPT_##type field MLOC_TOPT_DIM_##type;
+#define MLOC_TOPT_DIM_STR [MLOC_TRAIN_STR]
+#define MLOC_TOPT_DIM_INT
+#define MLOC_TOPT_DIM_REAL
+#define MLOC_TOPT_DIM_U64
+#define MLOC_TOPT_DIM_BOOL
+#define MLOC_TOPT_DIM_CHOICE
+    MLOC_TRAIN_OPTIONS(MLOC_X)
+#undef MLOC_X
+} mloc_train_config;
+
+typedef enum { MLOC_TOPT_T_STR, MLOC_TOPT_T_INT, MLOC_TOPT_T_REAL, MLOC_TOPT_T_U64, MLOC_TOPT_T_BOOL,
+               MLOC_TOPT_T_CHOICE } mloc_train_option_type;
+
+typedef struct {
+    const char *name;        /* "batch_size"; the CLI flag is --batch-size */
+    mloc_train_option_type type;
+    const char *def;         /* default as text */
+    const char *choices;     /* "a|b|c" for CHOICE, else NULL */
+    const char *help;
+} mloc_train_option;
+
+int mloc_train_option_count(void);
+const mloc_train_option *mloc_train_option_get(int i);
+
+mloc_train_config mloc_train_config_default(void);
+/* Set option `name` ("batch_size" or "batch-size") from text. ERR_CONFIG
+ * naming the option and what it accepts (unknown option: the list). */
+mloc_status mloc_train_config_set(mloc_ctx *ctx, mloc_train_config *cfg, const char *name,
+                                  const char *value);
+/* The value of option i as text (static buffer per call; copy it). */
+const char *mloc_train_config_get(const mloc_train_config *cfg, int i, char *buf, size_t size);
+/* Cross-option checks (ranges, combinations). ERR_CONFIG. */
+mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *cfg);
+/* JSON object of every option; and back (unknown keys are an error). */
+json_t *mloc_train_config_to_json(const mloc_train_config *cfg);
+mloc_status mloc_train_config_from_json(mloc_ctx *ctx, mloc_train_config *cfg, const json_t *obj);
+/* Apply a YAML mapping of option: value (libyaml). Errors name file, line. */
+mloc_status mloc_train_config_load_yaml(mloc_ctx *ctx, mloc_train_config *cfg, const char *path);
+/* The options a run directory was started with (its config.json). */
+mloc_status mloc_train_config_load_run(mloc_ctx *ctx, mloc_train_config *cfg, const char *run_dir);
+
+typedef struct {
+    int finished;           /* model.safetensors written */
+    int64_t steps;          /* optimizer steps taken in total */
+    double last_loss;       /* mean loss of the last epoch */
+    double knn_acc;         /* last kNN monitor accuracy, or -1 */
+    double seconds;         /* wall time of this call */
+    double views_per_s;     /* throughput of this call */
+    int resumed_epoch;      /* epoch it resumed at (0 for a fresh run) */
+    int64_t resumed_batch;  /* and batch within it */
+} mloc_train_result;
+
+/* Train into run_dir. A fresh run needs an empty or absent run_dir (or only
+ * a config.json equal to cfg); with `resume`, an existing run continues from
+ * its latest checkpoint (a finished run returns at once). Returns
+ * ERR_INTERRUPTED after writing a checkpoint when the context's interrupt
+ * flag was raised. */
+mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const char *run_dir,
+                           int resume, mloc_train_result *result);
+
+#endif
