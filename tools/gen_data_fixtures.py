@@ -1,5 +1,5 @@
 """Fixtures for memloc's data layer (tests/unit/test_data_*.c) and the seed
-corpora of tests/fuzz/fuzz_{mat,imagefolder}.c.
+corpora of tests/fuzz/fuzz_{cifar,idx,stl10,mat,spec,imagefolder}.c.
 
     /usr/bin/python3 tools/gen_data_fixtures.py [REPO_ROOT]
 
@@ -28,7 +28,7 @@ Writes, deterministically (scipy 1.10.1, Pillow 9.4.0, torchvision 0.14.1):
                                         and in metadata the checksum of each whole
                                         split (mloc_dataset_digest's definition)
   tests/fixtures/data/fmnist.safetensors  the same for Debian's Fashion-MNIST
-  tests/fuzz/corpus/mat/*, tests/fuzz/corpus/imagefolder/*  seed files
+  tests/fuzz/corpus/{cifar,idx,stl10,mat,spec,imagefolder}/*  seed inputs
 """
 import gzip
 import hashlib
@@ -100,6 +100,17 @@ def mat_compressed(E, element):
     return struct.pack(E + "II", MI_COMPRESSED, len(z)) + z
 
 
+def fix_header(path_or_buf):
+    """scipy writes the creation time into the header text; make files reproducible."""
+    text = b"MATLAB 5.0 MAT-file, written by scipy.io.savemat for memloc tools/gen_data_fixtures.py"
+    if isinstance(path_or_buf, str):
+        with open(path_or_buf, "r+b") as f:
+            f.write(text.ljust(116, b" "))
+        return None
+    data = path_or_buf.getvalue()
+    return text.ljust(116, b" ") + data[116:]
+
+
 def svhn_arrays(seed, n, labels):
     rng = np.random.RandomState(seed)
     x = rng.randint(0, 256, (32, 32, 3, n)).astype(np.uint8)
@@ -114,10 +125,12 @@ def write_mats():
     p = os.path.join(OUT, "svhn_z.mat")
     scipy.io.savemat(p, {"note": "memloc fixture", "meta": {"a": 1.5, "b": "c"}, "y": y, "X": x},
                      do_compression=True)
+    fix_header(p)
     files["svhn_z.mat"] = (x, y)
     x, y = svhn_arrays(2, 4, [2, 9, 10, 5])
     p = os.path.join(OUT, "svhn_plain.mat")
     scipy.io.savemat(p, {"X": x, "y": y.astype(np.float64)}, do_compression=False)
+    fix_header(p)
     files["svhn_plain.mat"] = (x, y)
     # big-endian, compressed X, y of class double stored as int16, an int16 variable first
     x, y = svhn_arrays(3, 3, [10, 4, 6])
@@ -160,7 +173,7 @@ def write_mats():
     buf = io.BytesIO()
     scipy.io.savemat(buf, {"X": x, "y": y}, do_compression=True)
     with open(os.path.join(CORPUS, "mat", "scipy_z.mat"), "wb") as f:
-        f.write(buf.getvalue())
+        f.write(fix_header(buf))
 
 
 # ---- images ------------------------------------------------------------------------
@@ -277,10 +290,13 @@ def write_order():
     Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(jpg, "JPEG", quality=90)
     png = io.BytesIO()
     Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(png, "PNG")
-    for name, members in [
-        ("plain.tar", [("cat/1.jpg", jpg), ("cat/2.png", png), ("dog/1.jpg", jpg)]),
-        ("wrapped.tar", [("root/train/cat/1.jpg", jpg), ("root/train/dog/x/2.png", png),
-                         ("root/test/cat/1.png", png)]),
+    # the first byte of a seed is fuzz_imagefolder.c's flags (1: SUBDIR train, 2: skip_corrupt)
+    for name, flags, members in [
+        ("plain.tar", 0, [("cat/1.jpg", jpg), ("cat/2.png", png), ("dog/1.jpg", jpg)]),
+        ("wrapped.tar", 1, [("root/train/cat/1.jpg", jpg), ("root/train/dog/x/2.png", png),
+                            ("root/test/cat/1.png", png)]),
+        ("skip.tar", 2, [("a/1.png", png), ("a/2.jpg", io.BytesIO(jpg.getvalue()[:60])),
+                         ("b/1.png", png)]),
     ]:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
@@ -290,7 +306,52 @@ def write_order():
                 info.mtime = 0
                 tf.addfile(info, io.BytesIO(data.getvalue()))
         with open(os.path.join(CORPUS, "imagefolder", name), "wb") as f:
-            f.write(buf.getvalue())
+            f.write(bytes([flags]) + buf.getvalue())
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for path, data in [("train/cat/1.png", png), ("train/dog/1.png", png)]:
+            info = tarfile.TarInfo(path)
+            info.size = len(data.getvalue())
+            info.mtime = 0
+            tf.addfile(info, io.BytesIO(data.getvalue()))
+    with open(os.path.join(CORPUS, "imagefolder", "train.tar.gz"), "wb") as f:
+        f.write(b"\x01" + gzip.compress(raw.getvalue(), mtime=0))
+
+
+def write_corpora():
+    """Seeds for fuzz_cifar, fuzz_idx, fuzz_stl10 and fuzz_spec (input layouts in each target)."""
+    rng = np.random.RandomState(13)
+    d = os.path.join(CORPUS, "cifar")
+    os.makedirs(d, exist_ok=True)
+    rec10 = bytes([3]) + rng.randint(0, 256, 3072).astype(np.uint8).tobytes()
+    rec100 = bytes([7, 42]) + rng.randint(0, 256, 3072).astype(np.uint8).tobytes()
+    with open(os.path.join(d, "cifar10_2.bin"), "wb") as f:
+        f.write(b"\x00" + rec10 + rec10)
+    with open(os.path.join(d, "cifar100_1.bin"), "wb") as f:
+        f.write(b"\x01" + rec100)
+    d = os.path.join(CORPUS, "idx")
+    os.makedirs(d, exist_ok=True)
+    images = struct.pack(">IIII", 0x803, 2, 3, 3) + bytes(range(18))
+    labels = struct.pack(">II", 0x801, 2) + bytes([4, 9])
+    for name, im, lab in [("plain", images, labels),
+                          ("gzip", gzip.compress(images, mtime=0), gzip.compress(labels, mtime=0))]:
+        with open(os.path.join(d, name + ".bin"), "wb") as f:
+            f.write(struct.pack("<H", len(im)) + im + lab)
+    d = os.path.join(CORPUS, "stl10")
+    os.makedirs(d, exist_ok=True)
+    x = rng.randint(0, 256, 27648).astype(np.uint8).tobytes()
+    with open(os.path.join(d, "labelled.bin"), "wb") as f:
+        f.write(b"\x01" + struct.pack("<H", 1) + bytes([10]) + x)
+    with open(os.path.join(d, "unlabelled.bin"), "wb") as f:
+        f.write(b"\x00" + struct.pack("<H", 0) + x)
+    d = os.path.join(CORPUS, "spec")
+    os.makedirs(d, exist_ok=True)
+    seeds = ["cifar10:/d:test\n0:10,20", "fmnist\n-3:", "folder:/x/c.tar.gz/train@1:5\n1:900:7",
+             "stl10:/s:unlabeled\n5,6,7", "synthetic:100:8x8x1:3@0:50\n:", "svhn:/a/train_32x32.mat\n999",
+             "mnist:/m:train@@/tmp/i.txt\n10:20,3"]
+    for i, text in enumerate(seeds):
+        with open(os.path.join(d, "seed%d.txt" % i), "w") as f:
+            f.write(text)
 
 
 # ---- real datasets ------------------------------------------------------------------------
@@ -344,6 +405,7 @@ def main():
     write_images()
     write_resize()
     write_order()
+    write_corpora()
     write_fmnist()
     write_cifar_jpeg()
     for root, _, files in os.walk(OUT):

@@ -147,6 +147,7 @@ typedef struct {
     data_sha256 sha;
     const char *file;
     int write_failed;
+    curl_off_t reported;
 } download;
 
 static size_t on_data(char *p, size_t size, size_t n, void *user) {
@@ -166,7 +167,10 @@ static int on_progress(void *user, curl_off_t total, curl_off_t now, curl_off_t 
     (void)un;
     download *dl = user;
     if (mloc_ctx_interrupted(dl->ctx)) return 1;
-    if (now > 0) mloc_progress(dl->ctx, "fetch", (int64_t)now, (int64_t)total, dl->file);
+    if (now > 0 && now != dl->reported) {
+        dl->reported = now;
+        mloc_progress(dl->ctx, "fetch", (int64_t)now, (int64_t)total, dl->file);
+    }
     return 0;
 }
 
@@ -212,8 +216,12 @@ static mloc_status get_url(mloc_ctx *ctx, const char *url, const char *part, con
         st = mloc_error(ctx, MLOC_ERR_IO, "%s: write failed: %s", part, strerror(errno));
     else if (rc == CURLE_HTTP_RETURNED_ERROR)
         st = mloc_error(ctx, MLOC_ERR_NOINPUT, "%s: HTTP %ld (check the URL or the mirror)", url, http);
+    else if (rc == CURLE_WRITE_ERROR)
+        st = mloc_error(ctx, MLOC_ERR_IO, "%s: write failed: %s", part, strerror(errno));
     else if (rc != CURLE_OK)
-        st = mloc_error(ctx, MLOC_ERR_IO, "%s: %s", url, cerr[0] ? cerr : curl_easy_strerror(rc));
+        st = mloc_error(ctx, MLOC_ERR_NOINPUT,
+                        "%s: %s (check the network, or use a mirror with --url or MLOC_FETCH_BASE_URL)",
+                        url, cerr[0] ? cerr : curl_easy_strerror(rc));
     if (st != MLOC_OK) {
         unlink(part);
         return st;
@@ -240,9 +248,10 @@ static mloc_status unpack(mloc_ctx *ctx, const char *archive_path, const char *l
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
     archive_read_support_format_gnutar(a);
+    /* Members are placed below dest by prefixing their names (an absolute
+     * name stays inside dest); ".." and writing through symlinks are refused. */
     archive_write_disk_set_options(w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                          ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS);
     mloc_status st = MLOC_OK;
     if (archive_read_open_filename(a, archive_path, 1 << 20) != ARCHIVE_OK) {
         st = mloc_error(ctx, MLOC_ERR_DATA, "%s: cannot open the archive: %s", label,
@@ -250,18 +259,30 @@ static mloc_status unpack(mloc_ctx *ctx, const char *archive_path, const char *l
         goto done;
     }
     struct archive_entry *e;
+    char name[1024];
     int r;
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-        const char *name = archive_entry_pathname(e);
-        char *full = data_strdupf("%s/%s", dest, name ? name : "");
+        const char *raw = archive_entry_pathname(e);
+        snprintf(name, sizeof name, "%s", raw ? raw : "?");
+        char *full = data_strdupf("%s/%s", dest, name);
         if (!full) {
             st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
             goto done;
         }
         archive_entry_set_pathname(e, full);
         free(full);
+        const char *hl = archive_entry_hardlink(e);
+        if (hl) {
+            char *target = data_strdupf("%s/%s", dest, hl);
+            if (!target) {
+                st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            archive_entry_set_hardlink(e, target);
+            free(target);
+        }
         if (archive_write_header(w, e) < ARCHIVE_WARN) {
-            st = mloc_error(ctx, MLOC_ERR_CANTCREAT, "%s: member %s: %s", label, name ? name : "?",
+            st = mloc_error(ctx, MLOC_ERR_CANTCREAT, "%s: member %s: %s", label, name,
                             archive_error_string(w));
             goto done;
         }
@@ -270,13 +291,13 @@ static mloc_status unpack(mloc_ctx *ctx, const char *archive_path, const char *l
         la_int64_t off;
         while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
             if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN) {
-                st = mloc_error(ctx, MLOC_ERR_IO, "%s: member %s: %s", label, name ? name : "?",
+                st = mloc_error(ctx, MLOC_ERR_IO, "%s: member %s: %s", label, name,
                                 archive_error_string(w));
                 goto done;
             }
         }
         if (r != ARCHIVE_EOF) {
-            st = mloc_error(ctx, MLOC_ERR_DATA, "%s: member %s: %s", label, name ? name : "?",
+            st = mloc_error(ctx, MLOC_ERR_DATA, "%s: member %s: %s", label, name,
                             archive_error_string(a));
             goto done;
         }

@@ -337,7 +337,7 @@ static mloc_status finish(mloc_ctx *ctx, mloc_dataset *d, item_vec *items, str_v
                      "%s: hidden folder '%s' is a class (torchvision keeps it too); remove it if "
                      "unintended",
                      root, classes->v[i]);
-    qsort(items->v, items->n, sizeof *items->v, cmp_item);
+    if (items->n > 1) qsort(items->v, items->n, sizeof *items->v, cmp_item);
     size_t *count = calloc(classes->n, sizeof *count);
     if (!count) return mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < items->n; i++) count[items->v[i].cls]++;
@@ -425,7 +425,7 @@ static mloc_status read_dir(mloc_ctx *ctx, mloc_dataset *d, const char *root,
         }
     }
     closedir(dh);
-    if (st == MLOC_OK) qsort(classes.v, classes.n, sizeof *classes.v, cmp_str);
+    if (st == MLOC_OK && classes.n > 1) qsort(classes.v, classes.n, sizeof *classes.v, cmp_str);
     size_t root_len = strlen(root);
     for (size_t c = 0; c < classes.n && st == MLOC_OK; c++) {
         char *cdir = data_strdupf("%s/%s", root, classes.v[c]);
@@ -635,7 +635,7 @@ static mloc_status read_archive(mloc_ctx *ctx, mloc_dataset *d, struct archive *
             goto done;
         }
     }
-    qsort(classes.v, classes.n, sizeof *classes.v, cmp_str);
+    if (classes.n > 1) qsort(classes.v, classes.n, sizeof *classes.v, cmp_str);
     size_t k = 0;
     for (size_t i = 0; i < classes.n; i++) {
         if (k && strcmp(classes.v[k - 1], classes.v[i]) == 0) {

@@ -198,6 +198,7 @@ static void test_subset_and_synthetic(void **state) {
     assert_int_equal(e.index[0], 19);
     assert_int_equal(e.index[1], 3);
     assert_string_equal(e.spec, "synthetic:20:6x5x3:4@19,3");
+    mloc_dataset_free(&e);
     assert_int_equal(mloc_dataset_subset(ctx, &e, &b, (int64_t[]){4}, 1), MLOC_ERR_USAGE);
     assert_non_null(strstr(mloc_ctx_error(ctx), "index 4 out of range"));
     mloc_dataset_free(&e);
