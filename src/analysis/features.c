@@ -31,8 +31,8 @@ static mloc_status choose_fit(mloc_ctx *ctx, const char *spec, int h, int w, int
     if (h == H && w == W) return MLOC_OK;
     if (want == MLOC_FIT_NONE)
         return mloc_error(ctx, MLOC_ERR_USAGE,
-                          "%s: images are %dx%d, the encoder takes %dx%d (fit none; use fit pad "
-                          "or resize)", spec, h, w, H, W);
+                          "%s: images are %dx%d, the encoder takes %dx%d, and fit is none; use "
+                          "--fit pad or --fit resize", spec, h, w, H, W);
     if (H != W)
         return mloc_error(ctx, MLOC_ERR_USAGE,
                           "%s: images are %dx%d, the encoder takes %dx%d; only a square input "
@@ -40,12 +40,12 @@ static mloc_status choose_fit(mloc_ctx *ctx, const char *spec, int h, int w, int
     if (want == MLOC_EVAL_AUTO) {
         if (h > H || w > W)
             return mloc_error(ctx, MLOC_ERR_USAGE,
-                              "%s: images are %dx%d, larger than the encoder's %dx%d input "
-                              "(use fit resize)", spec, h, w, H, W);
+                              "%s: images are %dx%d, larger than the encoder's %dx%d input; use "
+                              "--fit resize", spec, h, w, H, W);
         if ((H - h) % 2 || (W - w) % 2)
             return mloc_error(ctx, MLOC_ERR_USAGE,
-                              "%s: images are %dx%d, the encoder takes %dx%d: an odd difference "
-                              "cannot be padded evenly (use fit resize)", spec, h, w, H, W);
+                              "%s: images are %dx%d, the encoder takes %dx%d, and an odd difference "
+                              "cannot be padded evenly; use --fit resize", spec, h, w, H, W);
         *fit = MLOC_FIT_PAD;
     } else {
         *fit = (mloc_fit)want;
@@ -61,8 +61,8 @@ static mloc_status choose_channels(mloc_ctx *ctx, const char *spec, int c, int C
     if (target != C) {
         if (want == MLOC_EVAL_AUTO && c == 3 && C == 1)
             return mloc_error(ctx, MLOC_ERR_USAGE,
-                              "%s: images have 3 channels, the encoder takes 1 (convert them "
-                              "to gray with channels 1)", spec);
+                              "%s: images have 3 channels, the encoder takes 1; convert them "
+                              "to gray with --channels 1", spec);
         return mloc_error(ctx, MLOC_ERR_USAGE,
                           "%s: images would have %d channel(s), the encoder takes %d", spec,
                           target, C);
