@@ -86,7 +86,8 @@ typedef struct {
 } mloc_dataset_spec;
 
 /* Parse a spec string (no file system access; an archive inside a folder
- * path is recognised by its name: ".tar", ".tar.gz", ".tgz", ...).
+ * path is recognised by its name: ".tar", ".tar.gz", ".tgz", ...; a path
+ * starting with "~/" is taken relative to $HOME).
  * ERR_USAGE with the accepted forms on failure. */
 mloc_status mloc_dataset_spec_parse(mloc_ctx *ctx, mloc_dataset_spec *out, const char *text);
 void mloc_dataset_spec_free(mloc_dataset_spec *s);

@@ -108,6 +108,14 @@ static mloc_status parse_synthetic(mloc_ctx *ctx, mloc_dataset_spec *s, char *re
     return MLOC_OK;
 }
 
+/* "~/x" -> "$HOME/x": the shell does not expand a tilde inside "cifar10:~/d". */
+static char *expand_home(const char *path) {
+    const char *home = getenv("HOME");
+    if (path[0] == '~' && (path[1] == '/' || path[1] == 0) && home && *home)
+        return data_strdupf("%s%s", home, path + 1);
+    return strdup(path);
+}
+
 /* folder:PATH[/SUBDIR]: an archive is recognised by its extension followed
  * by '/' or the end of the text. */
 static mloc_status parse_folder(mloc_ctx *ctx, mloc_dataset_spec *s, const char *rest) {
@@ -135,7 +143,7 @@ static mloc_status parse_folder(mloc_ctx *ctx, mloc_dataset_spec *s, const char 
     return MLOC_OK;
 }
 
-mloc_status mloc_dataset_spec_parse(mloc_ctx *ctx, mloc_dataset_spec *s, const char *text) {
+static mloc_status parse_raw(mloc_ctx *ctx, mloc_dataset_spec *s, const char *text) {
     memset(s, 0, sizeof *s);
     char *buf = strdup(text ? text : "");
     if (!buf) return mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
@@ -193,7 +201,12 @@ mloc_status mloc_dataset_spec_parse(mloc_ctx *ctx, mloc_dataset_spec *s, const c
                             text);
             goto fail;
         }
-        st = parse_folder(ctx, s, rest);
+        {
+            char *expanded = expand_home(rest);
+            if (!expanded) goto nomem;
+            st = parse_folder(ctx, s, expanded);
+            free(expanded);
+        }
         if (st != MLOC_OK) goto fail;
         break;
     case MLOC_DS_SYNTHETIC:
@@ -208,7 +221,7 @@ mloc_status mloc_dataset_spec_parse(mloc_ctx *ctx, mloc_dataset_spec *s, const c
     case MLOC_DS_COUNT: break;
     }
     if (split && !(s->split = strdup(split))) goto nomem;
-    if (s->kind != MLOC_DS_FOLDER && s->kind != MLOC_DS_SYNTHETIC && !(s->path = strdup(rest)))
+    if (s->kind != MLOC_DS_FOLDER && s->kind != MLOC_DS_SYNTHETIC && !(s->path = expand_home(rest)))
         goto nomem;
     free(buf);
     return MLOC_OK;
@@ -217,6 +230,31 @@ nomem:
 fail:
     free(buf);
     mloc_dataset_spec_free(s);
+    return st;
+}
+
+/* Parse, then require that the canonical spelling reads back the same: a
+ * path holding '@' before index-like text (or "@@") would otherwise change
+ * meaning when the spec is written to a run's config and read again. */
+mloc_status mloc_dataset_spec_parse(mloc_ctx *ctx, mloc_dataset_spec *s, const char *text) {
+    MLOC_TRY(parse_raw(ctx, s, text));
+    char *a = mloc_dataset_spec_format(s), *b = NULL;
+    mloc_dataset_spec again;
+    memset(&again, 0, sizeof again);
+    mloc_status st = a ? parse_raw(ctx, &again, a) : mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
+    if (st == MLOC_OK && !(b = mloc_dataset_spec_format(&again)))
+        st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
+    if (st == MLOC_OK && strcmp(a, b) != 0)
+        st = MLOC_ERR_USAGE;
+    if (st != MLOC_OK) {
+        if (st == MLOC_ERR_USAGE)
+            mloc_error(ctx, st, "%s: ambiguous: '@' in the path reads as indices (rename the path or "
+                       "give the indices with --indices)", text);
+        mloc_dataset_spec_free(s);
+    }
+    mloc_dataset_spec_free(&again);
+    free(a);
+    free(b);
     return st;
 }
 

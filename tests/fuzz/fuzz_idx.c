@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (mloc_idx_read_memory(ctx, &d, data + 2, k, data + 2 + k, size - 2 - k, "fuzz") == MLOC_OK) {
         volatile uint8_t sum = 0;
         for (size_t i = 0; i < (size_t)d.n * d.h * d.w * d.c; i++) sum += d.pixels[i];
+        (void)sum;
         for (int64_t i = 0; i < d.n; i++)
             if (d.labels[i] < 0 || d.labels[i] > 9) abort();
         mloc_dataset_free(&d);

@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (d.n < 1 || d.c != 3 || d.n_classes < 1) abort();
         volatile uint8_t sum = 0;
         for (size_t i = 0; i < (size_t)d.n * d.h * d.w * d.c; i++) sum += d.pixels[i];
+        (void)sum;
         for (int64_t i = 0; i < d.n; i++)
             if (d.labels[i] < 0 || d.labels[i] >= d.n_classes || !d.sources[i]) abort();
         mloc_dataset_free(&d);

@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (d.h != 32 || d.w != 32 || d.c != 3 || d.n < 1) abort();
         volatile uint8_t sum = 0;
         for (size_t i = 0; i < (size_t)d.n * 3072; i++) sum += d.pixels[i];
+        (void)sum;
         for (int64_t i = 0; i < d.n; i++)
             if (d.labels[i] < 0 || d.labels[i] > 9) abort();
         mloc_dataset_free(&d);

@@ -23,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (mloc_stl10_read_memory(ctx, &d, data + 3 + ny, size - 3 - ny, y, ny, "fuzz") == MLOC_OK) {
         volatile uint8_t sum = 0;
         for (size_t i = 0; i < (size_t)d.n * d.h * d.w * d.c; i++) sum += d.pixels[i];
+        (void)sum;
         for (int64_t i = 0; i < d.n; i++)
             if (d.labels[i] < (labelled ? 0 : -1) || d.labels[i] > (labelled ? 9 : -1)) abort();
         mloc_dataset_free(&d);

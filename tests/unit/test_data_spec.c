@@ -55,6 +55,14 @@ static void test_spec_parse(void **state) {
     assert_string_equal(s.path, "/x/c.tar.gz");
     assert_string_equal(s.subdir, "train/cls");
     mloc_dataset_spec_free(&s);
+    setenv("HOME", "/home/u", 1);
+    assert_int_equal(mloc_dataset_spec_parse(ctx, &s, "cifar10:~/data:test"), MLOC_OK);
+    assert_string_equal(s.path, "/home/u/data");
+    mloc_dataset_spec_free(&s);
+    assert_int_equal(mloc_dataset_spec_parse(ctx, &s, "folder:~/x.tar/train"), MLOC_OK);
+    assert_string_equal(s.path, "/home/u/x.tar");
+    assert_string_equal(s.subdir, "train");
+    mloc_dataset_spec_free(&s);
     assert_int_equal(mloc_dataset_spec_parse(ctx, &s, "synthetic:7:4x5x3:2"), MLOC_OK);
     assert_int_equal(s.n, 7);
     assert_int_equal(s.h, 4);
@@ -76,6 +84,7 @@ static void test_spec_parse(void **state) {
         {"synthetic:10:32x32", "expected HxWxC"},
         {"synthetic:10:32x32x2", "C 1 or 3"},
         {"synthetic:10:32x32x3:0", "class count '0'"},
+        {"stl10:/s:@@", "ambiguous"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(mloc_dataset_spec_parse(ctx, &s, bad[i].in), MLOC_ERR_USAGE);
