@@ -26,12 +26,11 @@
 #include <jansson.h>
 
 #include "memloc/context.h"
+#include "memloc/options.h"
 
-#define MLOC_TRAIN_STR 1024
+#define MLOC_TRAIN_STR MLOC_OPT_STR_MAX
 
-/* X(name, type, field, default, choices, help)
- * types: STR (char[MLOC_TRAIN_STR]), INT (int), REAL (double), U64 (uint64_t),
- *        BOOL (int 0/1), CHOICE (int index into "a|b|c") */
+/* The options (include/memloc/options.h): X(name, type, field, default, choices, help) */
 #define MLOC_TRAIN_OPTIONS(X)                                                                         \
     X(data, STR, data, "", NULL, "training dataset spec, e.g. folder:cifar10-jpeg.tar.gz/train")     \
     X(indices, STR, indices, "", NULL, "train on these indices only, e.g. 0:40000,45000:50000 or @FILE") \
@@ -61,6 +60,7 @@
     X(compat_normalize_first, BOOL, compat_normalize_first, "0", NULL,                               \
       "reproduce the reference code's normalize-then-augment order")                                 \
     X(monitor_knn, STR, monitor_knn, "", NULL, "TRAIN_SPEC,TEST_SPEC: kNN accuracy after each epoch") \
+    X(monitor_every, INT, monitor_every, "1", NULL, "kNN monitor every N epochs (and after the last)") \
     X(knn_k, INT, knn_k, "200", NULL, "kNN monitor neighbours")                                      \
     X(knn_t, REAL, knn_t, "0.5", NULL, "kNN monitor temperature")                                    \
     X(seed, U64, seed, "0", NULL, "root seed of every random stream")                                \
@@ -74,46 +74,17 @@ enum { MLOC_METHOD_SIMCLR = 0, MLOC_METHOD_SUPERVISED };
 enum { MLOC_FIT_OPT_AUTO = 0, MLOC_FIT_OPT_NONE, MLOC_FIT_OPT_PAD, MLOC_FIT_OPT_RESIZE };
 enum { MLOC_SCHED_OPT_CONSTANT = 0, MLOC_SCHED_OPT_COSINE };
 
-#define MLOC_TOPT_STR char
-#define MLOC_TOPT_INT int
-#define MLOC_TOPT_REAL double
-#define MLOC_TOPT_U64 uint64_t
-#define MLOC_TOPT_BOOL int
-#define MLOC_TOPT_CHOICE int
-
 typedef struct {
-#define MLOC_X(name, type, field, def, choices, help) MLOC_TOPT_##type field MLOC_TOPT_DIM_##type;
-#define MLOC_TOPT_DIM_STR [MLOC_TRAIN_STR]
-#define MLOC_TOPT_DIM_INT
-#define MLOC_TOPT_DIM_REAL
-#define MLOC_TOPT_DIM_U64
-#define MLOC_TOPT_DIM_BOOL
-#define MLOC_TOPT_DIM_CHOICE
-    MLOC_TRAIN_OPTIONS(MLOC_X)
-#undef MLOC_X
+    MLOC_TRAIN_OPTIONS(MLOC_OPT_FIELD)
 } mloc_train_config;
 
-typedef enum { MLOC_TOPT_T_STR, MLOC_TOPT_T_INT, MLOC_TOPT_T_REAL, MLOC_TOPT_T_U64, MLOC_TOPT_T_BOOL,
-               MLOC_TOPT_T_CHOICE } mloc_train_option_type;
-
-typedef struct {
-    const char *name;        /* "batch_size"; the CLI flag is --batch-size */
-    mloc_train_option_type type;
-    const char *def;         /* default as text */
-    const char *choices;     /* "a|b|c" for CHOICE, else NULL */
-    const char *help;
-} mloc_train_option;
-
-int mloc_train_option_count(void);
-const mloc_train_option *mloc_train_option_get(int i);
+extern const mloc_option_table mloc_train_options;
 
 mloc_train_config mloc_train_config_default(void);
 /* Set option `name` ("batch_size" or "batch-size") from text. ERR_CONFIG
  * naming the option and what it accepts (unknown option: the list). */
 mloc_status mloc_train_config_set(mloc_ctx *ctx, mloc_train_config *cfg, const char *name,
                                   const char *value);
-/* The value of option i as text (static buffer per call; copy it). */
-const char *mloc_train_config_get(const mloc_train_config *cfg, int i, char *buf, size_t size);
 /* Cross-option checks (ranges, combinations). ERR_CONFIG. */
 mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *cfg);
 /* JSON object of every option; and back (unknown keys are an error). */

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -126,7 +127,7 @@ static const char *hint_for(mloc_status st) {
     case MLOC_ERR_NOMEM: return "out of memory: try a smaller --batch-size";
     case MLOC_ERR_CANTCREAT: return "check that the output directory is writable";
     case MLOC_ERR_IO: return "read/write error: check disk space";
-    case MLOC_ERR_CONFIG: return "check the configuration file";
+    case MLOC_ERR_CONFIG: return "check the option value or the configuration file";
     case MLOC_ERR_DIVERGED: return "try a lower --lr";
     case MLOC_ERR_INTERRUPTED: return "interrupted; resume with the same command or --resume";
     default: return "this is a bug; please report it with --debug output";
@@ -200,4 +201,78 @@ int cli_color(FILE *stream) {
     if (nc && nc[0]) return 0;
     if (term && strcmp(term, "dumb") == 0) return 0;
     return isatty(fileno(stream));
+}
+
+/* ---- option tables ---------------------------------------------------------- */
+
+struct option *cli_table_options(const mloc_option_table *const *tables, int n_tables,
+                                 const struct option *extra) {
+    int n = 0, n_extra = 0;
+    for (int t = 0; t < n_tables; t++) n += tables[t]->n;
+    while (extra && extra[n_extra].name) n_extra++;
+    struct option *o = calloc((size_t)(n + n_extra + 1), sizeof *o);
+    if (!o) return NULL;
+    int k = 0;
+    for (int t = 0; t < n_tables; t++)
+        for (int i = 0; i < tables[t]->n; i++, k++) {
+            const mloc_option *op = &tables[t]->opts[i];
+            char *flag = strdup(op->name);
+            if (!flag) {
+                cli_table_options_free(o);
+                return NULL;
+            }
+            for (char *p = flag; *p; p++)
+                if (*p == '_') *p = '-';
+            o[k].name = flag;
+            o[k].has_arg = op->type == MLOC_OPT_T_BOOL ? optional_argument : required_argument;
+            o[k].val = CLI_TABLE_VAL(t, i);
+        }
+    for (int e = 0; e < n_extra; e++) o[k + e] = extra[e];
+    return o;
+}
+
+void cli_table_options_free(struct option *opts) {
+    if (!opts) return;
+    for (struct option *o = opts; o->name; o++)
+        if (o->val >= 0x10000) free((char *)o->name);
+    free(opts);
+}
+
+int cli_table_decode(int val, int *table, int *index) {
+    if (val < 0x10000) return 0;
+    *table = (val - 0x10000) >> 12;
+    *index = (val - 0x10000) & 0xfff;
+    return 1;
+}
+
+void cli_table_help(FILE *out, const mloc_option_table *t) {
+    for (int i = 0; i < t->n; i++) {
+        const mloc_option *o = &t->opts[i];
+        char flag[64], left[160];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        for (char *p = flag; *p; p++)
+            if (*p == '_') *p = '-';
+        const char *arg = o->type == MLOC_OPT_T_BOOL ? "" : o->type == MLOC_OPT_T_CHOICE ? o->choices : "X";
+        snprintf(left, sizeof left, "%s %s", flag, arg);
+        fprintf(out, "  %-34s %s", left, o->help);
+        if (o->def[0]) fprintf(out, " [%s]", o->def);
+        fputc('\n', out);
+    }
+}
+
+mloc_status cli_table_apply(mloc_ctx *ctx, int argc, char **argv, const struct option *opts,
+                            const mloc_option_table *const *tables, void *const *cfgs) {
+    optind = 1;
+    opterr = 0;
+    int c, li;
+    mloc_status st = MLOC_OK;
+    while (st == MLOC_OK && (c = getopt_long(argc, argv, "qvhj:", opts, &li)) != -1) {
+        int t, i;
+        if (!cli_table_decode(c, &t, &i)) continue;
+        const mloc_option *o = &tables[t]->opts[i];
+        const char *v = optarg ? optarg : (o->type == MLOC_OPT_T_BOOL ? "1" : "");
+        st = mloc_options_set_index(ctx, tables[t], cfgs[t], i, v);
+        if (st != MLOC_OK) mloc_error_prefix(ctx, st, "--%s", opts[li].name);
+    }
+    return st;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "memloc/context.h"
+#include "memloc/options.h"
 
 /* Options every command accepts (FORMATS.md section 5). */
 typedef struct {
@@ -45,6 +46,25 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text, double 
  * after printing "--opt: 'x' is not one of a|b|c". */
 int cli_parse_choice(const char *cmd, const char *opt, const char *text,
                      const char *const *choices);
+
+/* ---- option tables on the command line ---------------------------------
+ * Every option of the tables becomes a long flag (--batch-size for
+ * batch_size; BOOL options take an optional value) with getopt value
+ * CLI_TABLE_VAL(table, index); `extra` (terminated by a zero entry) is
+ * appended. Free the result with cli_table_options_free. */
+#define CLI_TABLE_VAL(table, index) (0x10000 + ((table) << 12) + (index))
+struct option;
+struct option *cli_table_options(const mloc_option_table *const *tables, int n_tables,
+                                 const struct option *extra);
+void cli_table_options_free(struct option *opts);
+/* For a getopt value: 1 and (table, index) when it is a table option. */
+int cli_table_decode(int val, int *table, int *index);
+/* The options of a table as help lines: "  --flag CHOICES   help [default]". */
+void cli_table_help(FILE *out, const mloc_option_table *t);
+/* Apply the table options of argv (second getopt pass) to cfgs; returns
+ * MLOC_OK or the failing status with the flag named in ctx's message. */
+mloc_status cli_table_apply(mloc_ctx *ctx, int argc, char **argv, const struct option *opts,
+                            const mloc_option_table *const *tables, void *const *cfgs);
 
 /* Whether stdout / stderr is a terminal with colour allowed (NO_COLOR, TERM). */
 int cli_color(FILE *stream);

@@ -36,19 +36,7 @@ static void print_help(void) {
            "batch_size or batch-size); flags given on the command line override it.\n"
            "\n"
            "Options (default in brackets):\n");
-    for (int i = 0; i < mloc_train_option_count(); i++) {
-        const mloc_train_option *o = mloc_train_option_get(i);
-        char flag[64];
-        snprintf(flag, sizeof flag, "--%s", o->name);
-        for (char *p = flag; *p; p++)
-            if (*p == '_') *p = '-';
-        const char *arg = o->type == MLOC_TOPT_T_BOOL ? "" : o->type == MLOC_TOPT_T_CHOICE ? o->choices : "X";
-        char left[128];
-        snprintf(left, sizeof left, "%s %s", flag, arg);
-        printf("  %-34s %s", left, o->help);
-        if (o->def[0]) printf(" [%s]", o->def);
-        printf("\n");
-    }
+    cli_table_help(stdout, &mloc_train_options);
     printf("  %-34s %s\n", "--config FILE", "YAML file of options");
     printf("  %-34s %s\n", "--out RUN_DIR", "run directory (required unless --resume)");
     printf("  %-34s %s\n", "--resume RUN_DIR", "continue the run in RUN_DIR with its own options");
@@ -60,28 +48,13 @@ static void print_help(void) {
 enum { OPT_CONFIG = 1000, OPT_OUT, OPT_RESUME, OPT_PRINT, OPT_HELP, OPT_QUIET, OPT_VERBOSE };
 
 int cmd_train(int argc, char **argv) {
-    const int n_tab = mloc_train_option_count();
-    struct option *opts = calloc((size_t)n_tab + 8, sizeof *opts);
-    char (*names)[64] = calloc((size_t)n_tab, sizeof *names);
-    if (!opts || !names) {
-        free(opts);
-        free(names);
-        return 71;
-    }
-    for (int i = 0; i < n_tab; i++) {
-        const mloc_train_option *o = mloc_train_option_get(i);
-        snprintf(names[i], sizeof names[i], "%s", o->name);
-        for (char *p = names[i]; *p; p++)
-            if (*p == '_') *p = '-';
-        opts[i].name = names[i];
-        opts[i].has_arg = o->type == MLOC_TOPT_T_BOOL ? optional_argument : required_argument;
-        opts[i].val = i;
-    }
+    const mloc_option_table *tables[] = {&mloc_train_options};
     struct option extra[] = {{"config", required_argument, 0, OPT_CONFIG}, {"out", required_argument, 0, OPT_OUT},
                              {"resume", required_argument, 0, OPT_RESUME}, {"print-config", no_argument, 0, OPT_PRINT},
                              {"help", no_argument, 0, OPT_HELP},          {"quiet", no_argument, 0, OPT_QUIET},
                              {"verbose", no_argument, 0, OPT_VERBOSE},    {0, 0, 0, 0}};
-    memcpy(opts + n_tab, extra, sizeof extra);
+    struct option *opts = cli_table_options(tables, 1, extra);
+    if (!opts) return 71;
 
     int rc = 0;
     const char *config = NULL, *out = NULL, *resume = NULL;
@@ -104,8 +77,7 @@ int cmd_train(int argc, char **argv) {
         case 'v':
         case OPT_VERBOSE: verbose++; break;
         case '?': rc = cli_usage("train", "invalid option"); goto done;
-        default:
-            if (c >= 0 && c < n_tab) n_set++;
+        default: n_set++;
         }
     }
     if (optind < argc) {
@@ -134,15 +106,8 @@ int cmd_train(int argc, char **argv) {
         out = resume;
     } else {
         if (config) st = mloc_train_config_load_yaml(ctx, &cfg, config);
-        optind = 1;
-        opterr = 0;
-        while (st == MLOC_OK && (c = getopt_long(argc, argv, "qvh", opts, NULL)) != -1) {
-            if (c < 0 || c >= n_tab) continue;
-            const mloc_train_option *o = mloc_train_option_get(c);
-            const char *v = optarg ? optarg : (o->type == MLOC_TOPT_T_BOOL ? "1" : "");
-            st = mloc_train_config_set(ctx, &cfg, o->name, v);
-            if (st != MLOC_OK) mloc_error_prefix(ctx, st, "--%s", names[c]);
-        }
+        void *cfgs[] = {&cfg};
+        if (st == MLOC_OK) st = cli_table_apply(ctx, argc, argv, opts, tables, cfgs);
     }
     if (st == MLOC_OK) st = mloc_train_config_check(ctx, &cfg);
     if (st != MLOC_OK) {
@@ -173,7 +138,6 @@ int cmd_train(int argc, char **argv) {
     }
     mloc_ctx_destroy(ctx);
 done:
-    free(opts);
-    free(names);
+    cli_table_options_free(opts);
     return rc;
 }

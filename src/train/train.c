@@ -553,7 +553,7 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
                                  dt > 0 ? (double)epoch_views / dt : 0.0, "seconds", dt);
         if (cfg->method == MLOC_METHOD_SUPERVISED)
             json_object_set_new(line, "train_acc", json_real((double)t.epoch_correct / (t.epoch_steps * B)));
-        if (cfg->monitor_knn[0]) {
+        if (cfg->monitor_knn[0] && ((t.epoch + 1) % cfg->monitor_every == 0 || t.epoch + 1 == cfg->epochs)) {
             double acc;
             st = knn_monitor(&t, &acc);
             if (st != MLOC_OK) {
