@@ -69,10 +69,12 @@ mloc_status mloc_eval_find_value(mloc_ctx *ctx, const mloc_model *m, const char 
  * `value` (a tap's value, m->feature, or any value id; -1 means m->feature)
  * of image indices[i] of d (indices NULL: images 0..n-1), flattened.
  *
- * The model is planned for `batch` images (0: 256) and run in eval mode on
- * consecutive chunks of `batch` images; the last chunk may be smaller. Only
- * the nodes up to the producer of `value` run (mloc_model_forward's `upto`),
- * so early taps are cheap. pipe NULL: mloc_eval_pipeline with HALF. A
+ * The model is run in eval mode on consecutive chunks of B = min(batch, n)
+ * images (batch 0: 256); the last chunk may be smaller (the backend pads it).
+ * It is re-planned for B unless it already is (so a training loop that calls
+ * this between steps keeps its plan when it uses the same batch; otherwise
+ * its next training forward plans again). Only the nodes up to the producer
+ * of `value` run (mloc_model_forward's `upto`), so early taps are cheap. pipe NULL: mloc_eval_pipeline with HALF. A
  * pipeline with random steps draws view 0 from stream (seed 0, "features",
  * no epoch, index). Progress is reported as "features" in images.
  * ERR_USAGE if d's images do not match the model's input (C, H, W) after
@@ -118,7 +120,8 @@ mloc_knn_config mloc_knn_config_default(void);
  * needs to be normalized (both are, on the fly, without copying the
  * training set). The similarities are computed with oneDNN's sgemm on
  * blocks of 256 test x 4096 training rows (memory stays at a few MB besides
- * the inputs), the k best kept in a heap per test row. ERR_USAGE for
+ * the inputs; fewer test rows per block when k is in the tens of
+ * thousands), the k best kept in a heap per test row. ERR_USAGE for
  * k < 1, T <= 0 or empty sets; ERR_DATA for a label out of range or a
  * non-finite feature. Progress "knn" in test rows. */
 mloc_status mloc_knn_predict(mloc_ctx *ctx, int32_t *pred, const float *train,

@@ -176,7 +176,8 @@ mloc_status mloc_features_extract(mloc_ctx *ctx, mloc_model *m, const mloc_datas
     mloc_status st = MLOC_OK;
     float *x = NULL;
     int64_t *seq = NULL;
-    if (!from_input) MLOC_TRY(mloc_model_plan(ctx, m, B));
+    /* plan for exactly B: a model planned for more would pad every batch */
+    if (!from_input && (!m->exec || m->max_batch != B)) MLOC_TRY(mloc_model_plan(ctx, m, B));
     x = mloc_alloc(ctx, (size_t)B * (size_t)per * sizeof(float));
     seq = indices ? NULL : mloc_alloc(ctx, (size_t)B * sizeof(int64_t));
     if (!x || (!indices && !seq)) {

@@ -25,7 +25,8 @@
 
 #include "memloc/analysis.h"
 
-#define Q_BLOCK 256  /* test rows per similarity block */
+#define Q_BLOCK 256  /* test rows per similarity block (fewer for a huge k) */
+#define HEAP_BYTES ((size_t)64 << 20) /* neighbour heaps of one block, at most */
 #define T_BLOCK 4096 /* training rows per similarity block: 4 MB of floats */
 
 mloc_knn_config mloc_knn_config_default(void) {
@@ -141,31 +142,33 @@ mloc_status mloc_knn_predict(mloc_ctx *ctx, int32_t *pred, const float *train,
                              int64_t n_test, int64_t D, int n_classes, int k, double t) {
     MLOC_TRY(check_args(ctx, train, train_labels, n_train, test, n_test, D, n_classes, k, t));
     if (k > n_train) k = (int)n_train;
+    int qb = Q_BLOCK;
+    while (qb > 1 && (size_t)qb * (size_t)k * sizeof(neighbour) > HEAP_BYTES) qb /= 2;
     mloc_status st = MLOC_OK;
     float *tinv = mloc_alloc(ctx, (size_t)n_train * sizeof(float));
-    float *q = mloc_alloc(ctx, (size_t)Q_BLOCK * (size_t)D * sizeof(float));
-    float *sim = mloc_alloc(ctx, (size_t)Q_BLOCK * T_BLOCK * sizeof(float));
-    neighbour *heaps = mloc_alloc(ctx, (size_t)Q_BLOCK * (size_t)k * sizeof(neighbour));
-    int *fill = mloc_alloc(ctx, Q_BLOCK * sizeof(int));
+    float *q = mloc_alloc(ctx, (size_t)qb * (size_t)D * sizeof(float));
+    float *sim = mloc_alloc(ctx, (size_t)qb * T_BLOCK * sizeof(float));
+    neighbour *heaps = mloc_alloc(ctx, (size_t)qb * (size_t)k * sizeof(neighbour));
+    int *fill = mloc_alloc(ctx, (size_t)qb * sizeof(int));
     double *score = mloc_alloc(ctx, (size_t)n_classes * sizeof(double));
     if (!tinv || !q || !sim || !heaps || !fill || !score) {
-        st = mloc_error_prefix(ctx, MLOC_ERR_NOMEM, "knn: blocks of %d x %d similarities", Q_BLOCK,
+        st = mloc_error_prefix(ctx, MLOC_ERR_NOMEM, "knn: blocks of %d x %d similarities", qb,
                                T_BLOCK);
         goto done;
     }
     inverse_norms(tinv, train, n_train, D);
     mloc_progress(ctx, "knn", 0, n_test, "");
-    for (int64_t q0 = 0; q0 < n_test; q0 += Q_BLOCK) {
+    for (int64_t q0 = 0; q0 < n_test; q0 += qb) {
         if (mloc_ctx_interrupted(ctx)) {
             st = mloc_error(ctx, MLOC_ERR_INTERRUPTED, "knn: interrupted after %lld of %lld test rows",
                             (long long)q0, (long long)n_test);
             goto done;
         }
-        const int qn = (int)(n_test - q0 < Q_BLOCK ? n_test - q0 : Q_BLOCK);
+        const int qn = (int)(n_test - q0 < qb ? n_test - q0 : qb);
         /* q (qn, D) = the test rows, each divided by its norm */
         memcpy(q, test + q0 * D, (size_t)qn * (size_t)D * sizeof(float));
         mloc_features_l2_normalize(q, qn, D);
-        memset(fill, 0, Q_BLOCK * sizeof(int));
+        memset(fill, 0, (size_t)qb * sizeof(int));
         for (int64_t t0 = 0; t0 < n_train; t0 += T_BLOCK) {
             const int tn = (int)(n_train - t0 < T_BLOCK ? n_train - t0 : T_BLOCK);
             /* sim (qn, tn) = q (qn, D) . train[t0:t0+tn] (tn, D)^T, row-major */

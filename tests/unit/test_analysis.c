@@ -117,6 +117,23 @@ static void test_knn_matches_reference(void **state) {
         printf("k %d: %d of %d predictions equal the reference\n", k, same, NTE);
         assert_int_equal(same, NTE);
     }
+    /* k = 40,000: the heaps of a block would pass 64 MB, so blocks of 64
+     * test rows (two of them here); every training point votes */
+    {
+        enum { NB = 40000, NQ = 70, DB = 4 };
+        float *btr = malloc(sizeof(float) * NB * DB);
+        int32_t *by = malloc(sizeof(int32_t) * NB), bp[NQ], br[NQ];
+        test_fill_uniform_f32(btr, NB * DB, -1, 1, 13);
+        for (int i = 0; i < NB; i++) by[i] = btr[i * DB] > 0.2f;
+        assert_int_equal(mloc_knn_predict(ctx, bp, btr, by, NB, te, NQ, DB, 2, NB, 0.05), MLOC_OK);
+        assert_int_equal(mloc_knn_predict_ref(ctx, br, btr, by, NB, te, NQ, DB, 2, NB, 0.05), MLOC_OK);
+        assert_memory_equal(bp, br, sizeof bp);
+        int ones = 0;
+        for (int i = 0; i < NQ; i++) ones += bp[i];
+        assert_true(ones > 0 && ones < NQ); /* the vote depends on the point */
+        free(btr);
+        free(by);
+    }
     /* one thread gives the same answers */
     mloc_ctx_set_threads(ctx, 1);
     assert_int_equal(mloc_knn_predict(ctx, r, tr, y, NTR, te, NTE, D, K, 200, 0.5), MLOC_OK);
