@@ -52,10 +52,10 @@ mloc_eval_data_options mloc_eval_data_options_default(void);
 mloc_status mloc_eval_dataset_open(mloc_ctx *ctx, mloc_dataset *d, const char *spec,
                                    const mloc_model *m, const mloc_eval_data_options *opt);
 
-/* The evaluation pipeline: the `none` preset (ToTensor, Normalize with
- * `norm`) producing m's input size. */
-mloc_status mloc_eval_pipeline(mloc_ctx *ctx, mloc_aug_pipeline *pipe, const mloc_model *m,
-                               mloc_aug_norm norm);
+/* The evaluation pipeline: the `none` preset (ToTensor, then Normalize with
+ * `norm`) keeping the image size, so images must already fit the encoder
+ * (mloc_eval_dataset_open). */
+mloc_status mloc_eval_pipeline(mloc_ctx *ctx, mloc_aug_pipeline *pipe, mloc_aug_norm norm);
 
 /* ---- features ------------------------------------------------------------- */
 
@@ -74,9 +74,12 @@ mloc_status mloc_eval_find_value(mloc_ctx *ctx, const mloc_model *m, const char 
  * It is re-planned for B unless it already is (so a training loop that calls
  * this between steps keeps its plan when it uses the same batch; otherwise
  * its next training forward plans again). Only the nodes up to the producer
- * of `value` run (mloc_model_forward's `upto`), so early taps are cheap. pipe NULL: mloc_eval_pipeline with HALF. A
- * pipeline with random steps draws view 0 from stream (seed 0, "features",
- * no epoch, index). Progress is reported as "features" in images.
+ * of `value` run (mloc_model_forward's `upto`), so early taps are cheap; the
+ * input value itself gives the normalized pixels without a forward.
+ *
+ * pipe NULL: mloc_eval_pipeline with HALF. A pipeline with random steps
+ * draws view 0 from stream (seed 0, "features", no epoch, index). Progress
+ * is reported as "features" in images.
  * ERR_USAGE if d's images do not match the model's input (C, H, W) after
  * the pipeline, or an index is out of range. */
 mloc_status mloc_features_extract(mloc_ctx *ctx, mloc_model *m, const mloc_dataset *d,

@@ -103,9 +103,7 @@ mloc_status mloc_eval_dataset_open(mloc_ctx *ctx, mloc_dataset *d, const char *s
     return mloc_dataset_open(ctx, d, spec, &o);
 }
 
-mloc_status mloc_eval_pipeline(mloc_ctx *ctx, mloc_aug_pipeline *pipe, const mloc_model *m,
-                               mloc_aug_norm norm) {
-    (void)m; /* the pipeline keeps the image size; the dataset is fitted to m */
+mloc_status mloc_eval_pipeline(mloc_ctx *ctx, mloc_aug_pipeline *pipe, mloc_aug_norm norm) {
     mloc_aug_config cfg = mloc_aug_config_default();
     cfg.preset = MLOC_AUG_NONE;
     cfg.size = 0;
@@ -149,7 +147,7 @@ mloc_status mloc_features_extract(mloc_ctx *ctx, mloc_model *m, const mloc_datas
     if (batch <= 0) batch = DEFAULT_BATCH;
     mloc_aug_pipeline defpipe;
     if (!pipe) {
-        MLOC_TRY(mloc_eval_pipeline(ctx, &defpipe, m, MLOC_AUG_NORM_HALF));
+        MLOC_TRY(mloc_eval_pipeline(ctx, &defpipe, MLOC_AUG_NORM_HALF));
         pipe = &defpipe;
     }
     const int C = m->cfg.in_channels, H = m->cfg.image_h, W = m->cfg.image_w;

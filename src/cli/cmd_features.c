@@ -149,7 +149,7 @@ int cmd_features(int argc, char **argv) {
         goto done;
     }
     st = mloc_eval_dataset_open(ctx, &d, spec, m, &dopt);
-    if (st == MLOC_OK) st = mloc_eval_pipeline(ctx, &pipe, m, (mloc_aug_norm)norm);
+    if (st == MLOC_OK) st = mloc_eval_pipeline(ctx, &pipe, (mloc_aug_norm)norm);
     if (st != MLOC_OK) goto fail;
     if (!common.quiet && d.prep) fprintf(stderr, "memloc: features: note: %s: %s\n", spec, d.prep);
     const int64_t D = mloc_model_value_numel(m, value);

@@ -156,7 +156,7 @@ int cmd_knn(int argc, char **argv) {
     }
     st = mloc_eval_dataset_open(ctx, &train, train_spec, m, &dopt);
     if (st == MLOC_OK) st = mloc_eval_dataset_open(ctx, &test, test_spec, m, &dopt);
-    if (st == MLOC_OK) st = mloc_eval_pipeline(ctx, &pipe, m, (mloc_aug_norm)norm);
+    if (st == MLOC_OK) st = mloc_eval_pipeline(ctx, &pipe, (mloc_aug_norm)norm);
     if (st != MLOC_OK) goto fail;
     if (!common.quiet) {
         if (train.prep) fprintf(stderr, "memloc: knn: note: %s: %s\n", train_spec, train.prep);

@@ -306,7 +306,7 @@ static void test_features_match_forward(void **state) {
     int64_t idx[N];
     for (int i = 0; i < N; i++) idx[i] = (i * 13 + 5) % 40; /* distinct, shuffled */
     mloc_aug_pipeline pipe;
-    assert_int_equal(mloc_eval_pipeline(ctx, &pipe, NULL, MLOC_AUG_NORM_CIFAR10), MLOC_OK);
+    assert_int_equal(mloc_eval_pipeline(ctx, &pipe, MLOC_AUG_NORM_CIFAR10), MLOC_OK);
     float *x = malloc(sizeof(float) * N * 3 * 32 * 32);
     const mloc_aug_key key = {0, "direct", MLOC_AUG_NO_EPOCH, 0};
     assert_int_equal(mloc_aug_batch(ctx, x, NULL, &d, idx, N, 1, &pipe, &key), MLOC_OK);
