@@ -25,7 +25,9 @@
 
 #include <jansson.h>
 
+#include "memloc/augment.h"
 #include "memloc/context.h"
+#include "memloc/data.h"
 #include "memloc/options.h"
 
 #define MLOC_TRAIN_STR MLOC_OPT_STR_MAX
@@ -94,6 +96,17 @@ mloc_status mloc_train_config_from_json(mloc_ctx *ctx, mloc_train_config *cfg, c
 mloc_status mloc_train_config_load_yaml(mloc_ctx *ctx, mloc_train_config *cfg, const char *path);
 /* The options a run directory was started with (its config.json). */
 mloc_status mloc_train_config_load_run(mloc_ctx *ctx, mloc_train_config *cfg, const char *run_dir);
+
+/* Open a dataset the way training does: fitted to image_size per the fit
+ * option (auto pads images smaller by an even margin, 28 -> 32). */
+mloc_status mloc_train_open_dataset(mloc_ctx *ctx, const mloc_train_config *cfg,
+                                    mloc_dataset *d, const char *spec);
+
+/* The augmentation pipeline of a run: its preset (or `preset` >= 0, an
+ * index in none|simclr|unitmem), strength, crop scale, Normalize and
+ * normalize-first mode. The metrics use the training pipeline (SPEC 2). */
+mloc_status mloc_train_aug_pipeline(mloc_ctx *ctx, const mloc_train_config *cfg, int preset,
+                                    mloc_aug_pipeline *pipe);
 
 typedef struct {
     int finished;           /* model.safetensors written */

@@ -73,7 +73,7 @@ void mloc_buf_escape(mloc_buf *b, const char *s) {
 #define ML 64 /* margins: left, right, top, bottom */
 #define MR 16
 #define MT 36
-#define MB 56
+#define MB 84
 
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
 #define NPAL ((int)(sizeof palette / sizeof palette[0]))
@@ -160,7 +160,7 @@ void mloc_svg_lines(mloc_buf *b, const char *title, const char *ylabel, const ch
         y_axis(b, r, ylabel);
         range xr = {-0.5, nx - 0.5};
         for (int i = 0; i < nx; i++)
-            mloc_buf_printf(b, "<text transform=\"translate(%.1f,%d) rotate(-35)\" class=\"xt\">%s</text>",
+            mloc_buf_printf(b, "<text transform=\"translate(%.1f,%d) rotate(-40)\" class=\"xt\">%s</text>",
                             sx(i, xr), H - MB + 14, xlabels[i]);
         for (int k = 0; k < ns; k++) {
             const char *col = palette[k % NPAL];

@@ -66,8 +66,8 @@ static int exists(const char *path) {
 
 /* ---- data ------------------------------------------------------------------ */
 
-static mloc_status open_data(trainer *t, mloc_dataset *d, const char *spec) {
-    const mloc_train_config *c = t->cfg;
+mloc_status mloc_train_open_dataset(mloc_ctx *ctx, const mloc_train_config *c, mloc_dataset *d,
+                                    const char *spec) {
     mloc_dataset_options o = mloc_dataset_options_default();
     o.size = c->image_size;
     switch (c->fit) {
@@ -76,19 +76,32 @@ static mloc_status open_data(trainer *t, mloc_dataset *d, const char *spec) {
     case MLOC_FIT_OPT_RESIZE: o.fit = MLOC_FIT_RESIZE; break;
     default: o.fit = MLOC_FIT_NONE; break;
     }
-    MLOC_TRY(mloc_dataset_open(t->ctx, d, spec, &o));
+    MLOC_TRY(mloc_dataset_open(ctx, d, spec, &o));
     if (c->fit == MLOC_FIT_OPT_AUTO && (d->h != c->image_size || d->w != c->image_size)) {
         /* pad images that are smaller by an even margin (28 -> 32), as the demo does */
         int dh = c->image_size - d->h, dw = c->image_size - d->w;
         if (dh < 0 || dw < 0 || dh % 2 || dw % 2)
-            return mloc_error(t->ctx, MLOC_ERR_CONFIG,
+            return mloc_error(ctx, MLOC_ERR_CONFIG,
                               "%s: images are %dx%d, the encoder takes %dx%d (use --fit resize or --image-size %d)",
                               spec, d->h, d->w, c->image_size, c->image_size, d->h);
         mloc_dataset_free(d);
         o.fit = MLOC_FIT_PAD;
-        MLOC_TRY(mloc_dataset_open(t->ctx, d, spec, &o));
+        MLOC_TRY(mloc_dataset_open(ctx, d, spec, &o));
     }
     return MLOC_OK;
+}
+
+mloc_status mloc_train_aug_pipeline(mloc_ctx *ctx, const mloc_train_config *c, int preset,
+                                    mloc_aug_pipeline *pipe) {
+    static const mloc_aug_preset presets[] = {MLOC_AUG_NONE, MLOC_AUG_SIMCLR, MLOC_AUG_UNITMEM};
+    mloc_aug_config ac = mloc_aug_config_default();
+    ac.preset = presets[preset >= 0 ? preset : c->aug];
+    ac.size = c->image_size;
+    ac.strength = (float)c->aug_strength;
+    ac.crop_scale_min = (float)c->crop_scale_min;
+    ac.norm = (mloc_aug_norm)c->norm;
+    ac.compat_normalize_first = c->compat_normalize_first;
+    return mloc_aug_pipeline_make(ctx, pipe, &ac);
 }
 
 /* ---- run directory ------------------------------------------------------------ */
@@ -318,7 +331,7 @@ static void log_line(trainer *t, json_t *obj) {
 static mloc_status setup(trainer *t, int resume) {
     const mloc_train_config *c = t->cfg;
     mloc_ctx *ctx = t->ctx;
-    MLOC_TRY(open_data(t, &t->data, c->data));
+    MLOC_TRY(mloc_train_open_dataset(ctx, c, &t->data, c->data));
     if (c->indices[0]) {
         MLOC_TRY(mloc_indices_parse(ctx, c->indices, t->data.n, &t->idx, &t->n_idx));
     } else {
@@ -339,8 +352,8 @@ static mloc_status setup(trainer *t, int resume) {
         snprintf(specs, sizeof specs, "%s", c->monitor_knn);
         char *comma = strchr(specs, ',');
         *comma = 0;
-        MLOC_TRY(open_data(t, &t->knn_train, specs));
-        MLOC_TRY(open_data(t, &t->knn_test, comma + 1));
+        MLOC_TRY(mloc_train_open_dataset(ctx, c, &t->knn_train, specs));
+        MLOC_TRY(mloc_train_open_dataset(ctx, c, &t->knn_test, comma + 1));
     }
     MLOC_TRY(prepare_dir(t, resume));
 
@@ -382,16 +395,8 @@ static mloc_status setup(trainer *t, int resume) {
     MLOC_TRY(mloc_schedule_check(ctx, &t->sched));
 
     /* loader */
-    mloc_aug_config ac = mloc_aug_config_default();
-    static const mloc_aug_preset presets[] = {MLOC_AUG_NONE, MLOC_AUG_SIMCLR, MLOC_AUG_UNITMEM};
-    ac.preset = presets[c->aug];
-    ac.size = c->image_size;
-    ac.strength = (float)c->aug_strength;
-    ac.crop_scale_min = (float)c->crop_scale_min;
-    ac.norm = (mloc_aug_norm)c->norm;
-    ac.compat_normalize_first = c->compat_normalize_first;
     mloc_loader_config lc = mloc_loader_config_default();
-    MLOC_TRY(mloc_aug_pipeline_make(ctx, &lc.aug, &ac));
+    MLOC_TRY(mloc_train_aug_pipeline(ctx, c, -1, &lc.aug));
     lc.batch_size = c->batch_size;
     lc.views = t->views;
     lc.seed = c->seed;
@@ -441,6 +446,7 @@ static mloc_status knn_monitor(trainer *t, double *acc) {
     mloc_aug_pipeline pipe;
     MLOC_TRY(mloc_aug_pipeline_make(t->ctx, &pipe, &ac));
     mloc_knn_config kc = mloc_knn_config_default();
+    kc.batch = t->views * t->cfg->batch_size; /* the planned batch: no re-planning */
     kc.k = t->cfg->knn_k;
     kc.t = t->cfg->knn_t;
     kc.pipe = &pipe;

@@ -1,0 +1,42 @@
+/* Experiment internals: the state shared by the steps (experiment.c), the
+ * metrics (metrics.c), the summary and the report (report.c). */
+#ifndef MLOC_EXPERIMENT_INTERNAL_H
+#define MLOC_EXPERIMENT_INTERNAL_H
+
+#include <jansson.h>
+
+#include "memloc/data.h"
+#include "memloc/experiment.h"
+#include "memloc/metrics.h"
+#include "memloc/stats.h"
+
+typedef struct {
+    mloc_ctx *ctx;
+    const mloc_train_config *train;
+    const mloc_experiment_config *ex;
+    char dir[4096];
+    mloc_dataset data;
+    mloc_split split;
+    char f_path[4200], g_path[4200];
+    char data_digest[65];
+    /* metric results */
+    mloc_sslmem_result ssl;            /* C_eval, every tap */
+    mloc_layermem_table table;
+    mloc_ttest out_test;               /* one-sided: mean SSLMem at the output > 0 */
+    mloc_unit_scores unit;             /* UnitMem of f over C_eval */
+    mloc_unit_scores unit_top, unit_least;
+    mloc_ttest *ttests;                /* per tap */
+    mloc_consistency_pair *pairs;      /* T(T-1)/2 */
+    int n_pairs;
+    mloc_mumax_row *mumax;
+    int64_t n_mumax;
+    char aug_desc[256], unit_aug_desc[256];
+    json_t *summary;
+} exp_state;
+
+mloc_status mloc_experiment_metrics(exp_state *e);
+mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res);
+mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res);
+void mloc_experiment_state_free(exp_state *e);
+
+#endif

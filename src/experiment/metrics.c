@@ -1,0 +1,167 @@
+/* The experiment's metrics step: every metric and analysis of SPEC 2-4 and 7
+ * on f and g, written to DIR/metrics by the metrics library's writers. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "memloc/io.h"
+#include "memloc/model.h"
+#include "memloc/train.h"
+
+void mloc_experiment_state_free(exp_state *e) {
+    mloc_sslmem_result_free(&e->ssl);
+    mloc_layermem_table_free(&e->table);
+    mloc_unit_scores_free(&e->unit);
+    mloc_unit_scores_free(&e->unit_top);
+    mloc_unit_scores_free(&e->unit_least);
+    free(e->ttests);
+    free(e->pairs);
+    free(e->mumax);
+    json_decref(e->summary);
+    e->ttests = NULL;
+    e->pairs = NULL;
+    e->mumax = NULL;
+    e->summary = NULL;
+}
+
+static void describe(char *out, size_t n, const char *preset, const mloc_aug_pipeline *p) {
+    snprintf(out, n,
+             "%s: RandomResizedCrop(%d, scale %.2g-%.2g)%s, flip %.2g, ColorJitter(%.2g, %.2g, %.2g, %.2g) p %.2g, "
+             "gray %.2g, Normalize(%.4g, %.4g)%s",
+             preset, p->out_h, p->scale[0], p->scale[1], p->crop ? "" : " off", p->flip_p * p->flip_apply_p,
+             p->brightness[1] - 1, p->contrast[1] - 1, p->saturation[1] - 1, p->hue[1], p->jitter_p, p->gray_p,
+             p->mean[0], p->std[0], p->normalize_first ? ", normalize first (reference code order)" : "");
+}
+
+/* UnitMem of m over `points` with the unit pipeline's source. */
+static mloc_status unitmem(exp_state *e, mloc_unit_scores *u, mloc_model *m, const mloc_view_source *src,
+                           const int64_t *points, int64_t n) {
+    mloc_unit_config uc = mloc_unitmem_config_default();
+    uc.k = e->ex->unit_k;
+    uc.rest = e->ex->rest == 0 ? MLOC_REST_MEAN : MLOC_REST_MEDIAN;
+    uc.batch = e->ex->metric_batch;
+    return mloc_unitmem_compute(e->ctx, u, m, src, points, n, NULL, 0, &uc);
+}
+
+mloc_status mloc_experiment_metrics(exp_state *e) {
+    mloc_ctx *ctx = e->ctx;
+    const mloc_experiment_config *ex = e->ex;
+    mloc_model *f = NULL, *g = NULL;
+    int64_t *pos = NULL, *points = NULL, *top = NULL, *least = NULL;
+    char mdir[4200], sub[4300];
+    snprintf(mdir, sizeof mdir, "%s/metrics", e->dir);
+    mloc_status st = mloc_mkdirs(ctx, mdir);
+    if (st != MLOC_OK) return st;
+    mloc_dataset_digest(&e->data, e->data_digest);
+
+    st = mloc_model_open(ctx, &f, e->f_path, MLOC_HEAD_NONE);
+    if (st == MLOC_OK) st = mloc_model_open(ctx, &g, e->g_path, MLOC_HEAD_NONE);
+    if (st == MLOC_OK) st = mloc_metrics_check_pair(ctx, f, g);
+    if (st != MLOC_OK) goto done;
+
+    /* views: the training pipeline for SSLMem (SPEC 2), the UnitMem preset */
+    mloc_aug_pipeline aug, unit_aug;
+    static const char *const presets[] = {"none", "simclr", "unitmem"};
+    st = mloc_train_aug_pipeline(ctx, e->train, -1, &aug);
+    if (st == MLOC_OK) st = mloc_train_aug_pipeline(ctx, e->train, ex->unit_aug, &unit_aug);
+    if (st != MLOC_OK) goto done;
+    describe(e->aug_desc, sizeof e->aug_desc, presets[e->train->aug], &aug);
+    describe(e->unit_aug_desc, sizeof e->unit_aug_desc, presets[ex->unit_aug], &unit_aug);
+    mloc_view_source src, usrc;
+    st = mloc_view_source_dataset(ctx, &src, &e->data, &aug, ex->metric_seed, MLOC_PURPOSE_SSLMEM);
+    if (st == MLOC_OK)
+        st = mloc_view_source_dataset(ctx, &usrc, &e->data, &unit_aug, ex->metric_seed, MLOC_PURPOSE_UNITMEM);
+    if (st != MLOC_OK) goto done;
+
+    /* C_eval: a seeded choice of candidates */
+    int64_t n;
+    pos = malloc((size_t)e->split.n_candidate * sizeof *pos);
+    points = malloc((size_t)e->split.n_candidate * sizeof *points);
+    if (!pos || !points) goto nomem;
+    st = mloc_metrics_choose(ctx, e->split.n_candidate, ex->eval, ex->metric_seed, "experiment-eval", pos, &n);
+    if (st != MLOC_OK) goto done;
+    for (int64_t i = 0; i < n; i++) points[i] = e->split.candidate[pos[i]];
+
+    /* SSLMem per tap, LayerMem table */
+    mloc_sslmem_config sc = mloc_sslmem_config_default();
+    sc.k = ex->k;
+    sc.views = ex->views == 0 ? MLOC_VIEWS_CLEAN : MLOC_VIEWS_PAIR;
+    sc.batch = ex->metric_batch;
+    st = mloc_sslmem_compute(ctx, &e->ssl, f, g, &src, points, n, NULL, 0, &sc);
+    if (st != MLOC_OK) goto done;
+    mloc_layermem_config lc = mloc_layermem_config_default();
+    lc.norm = (mloc_score_norm)ex->score_norm;
+    lc.n_random = ex->random;
+    lc.top = ex->top;
+    lc.seed = ex->metric_seed;
+    st = mloc_layermem_table_make(ctx, &e->table, &e->ssl, &lc, NULL, 0);
+    if (st != MLOC_OK) goto done;
+    e->out_test = mloc_stats_ttest_1samp(e->ssl.out_score, e->ssl.n, 0.0, MLOC_ALT_GREATER);
+    mloc_metric_run run = {.command = "experiment", .f_path = e->f_path, .g_path = e->g_path,
+                           .data_spec = e->train->data, .data_digest = e->data_digest,
+                           .aug_preset = presets[e->train->aug], .aug = &aug, .aug_seed = ex->metric_seed,
+                           .purpose = MLOC_PURPOSE_SSLMEM, .seed = ex->metric_seed,
+                           .candidates = e->split.n_candidate};
+    st = mloc_layermem_write(ctx, mdir, &e->ssl, &e->table, &run);
+    if (st != MLOC_OK) goto done;
+
+    /* UnitMem of f over C_eval */
+    st = unitmem(e, &e->unit, f, &usrc, points, n);
+    if (st != MLOC_OK) goto done;
+    mloc_metric_run urun = run;
+    urun.g_path = NULL;
+    urun.aug_preset = presets[ex->unit_aug];
+    urun.aug = &unit_aug;
+    urun.purpose = MLOC_PURPOSE_UNITMEM;
+    st = mloc_unit_scores_write(ctx, mdir, "unitmem", &e->unit, &urun);
+    if (st != MLOC_OK) goto done;
+
+    /* Top-50 vs Least-50 UnitMem t-tests (SPEC 7) */
+    int64_t nt = e->table.n_top;
+    top = malloc((size_t)nt * sizeof *top);
+    least = malloc((size_t)nt * sizeof *least);
+    e->ttests = calloc((size_t)e->unit.n_taps, sizeof *e->ttests);
+    if (!top || !least || !e->ttests) goto nomem;
+    for (int64_t i = 0; i < nt; i++) {
+        top[i] = e->ssl.points[e->table.top_pos[i]];
+        least[i] = e->ssl.points[e->table.least_pos[i]];
+    }
+    st = unitmem(e, &e->unit_top, f, &usrc, top, nt);
+    if (st == MLOC_OK) st = unitmem(e, &e->unit_least, f, &usrc, least, nt);
+    if (st == MLOC_OK) st = mloc_metrics_ttest(ctx, &e->unit_top, &e->unit_least, ex->equal_var, e->ttests);
+    if (st == MLOC_OK) st = mloc_ttest_write(ctx, mdir, &e->unit_top, &e->unit_least, ex->equal_var, e->ttests);
+    snprintf(sub, sizeof sub, "%s/ttest_top", mdir);
+    if (st == MLOC_OK) st = mloc_unit_scores_write(ctx, sub, "unitmem", &e->unit_top, &urun);
+    snprintf(sub, sizeof sub, "%s/ttest_least", mdir);
+    if (st == MLOC_OK) st = mloc_unit_scores_write(ctx, sub, "unitmem", &e->unit_least, &urun);
+    if (st != MLOC_OK) goto done;
+
+    /* consistency across taps */
+    const int T = e->ssl.n_taps;
+    e->n_pairs = T * (T - 1) / 2;
+    e->pairs = calloc((size_t)(e->n_pairs ? e->n_pairs : 1), sizeof *e->pairs);
+    if (!e->pairs) goto nomem;
+    st = mloc_metrics_consistency(ctx, &e->ssl, ex->consistency_k, e->pairs);
+    if (st == MLOC_OK) st = mloc_consistency_write(ctx, mdir, &e->ssl, ex->consistency_k, e->pairs);
+    if (st != MLOC_OK) goto done;
+
+    /* mu_max alignment at the last tap */
+    st = mloc_metrics_mumax(ctx, &e->unit, e->unit.n_taps - 1, e->ssl.points, e->ssl.out_score, e->ssl.n,
+                            &e->mumax, &e->n_mumax);
+    if (st == MLOC_OK)
+        st = mloc_mumax_write(ctx, mdir, &e->unit, e->unit.n_taps - 1, e->mumax, e->n_mumax, e->ssl.n);
+    goto done;
+nomem:
+    st = mloc_error(ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
+done:
+    free(pos);
+    free(points);
+    free(top);
+    free(least);
+    mloc_model_free(f);
+    mloc_model_free(g);
+    return st;
+}

@@ -1,0 +1,509 @@
+/* The experiment's summary.json and report.html. Every number in the report
+ * comes from the summary, and every statement about the paper's findings is
+ * computed from the numbers here, never written by hand. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "memloc/io.h"
+#include "memloc/report.h"
+
+static json_t *real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* ---- training curves from a run's log.jsonl -------------------------------- */
+
+typedef struct {
+    int n;
+    double *loss, *knn;
+} curve;
+
+static void curve_read(const char *run_dir, curve *c) {
+    memset(c, 0, sizeof *c);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        if (o && !strcmp(json_string_value(json_object_get(o, "type")) ? json_string_value(json_object_get(o, "type")) : "", "epoch")) {
+            double *l = realloc(c->loss, (size_t)(c->n + 1) * sizeof *l);
+            double *k = realloc(c->knn, (size_t)(c->n + 1) * sizeof *k);
+            if (l) c->loss = l;
+            if (k) c->knn = k;
+            if (l && k) {
+                json_t *kv = json_object_get(o, "knn_acc");
+                c->loss[c->n] = json_number_value(json_object_get(o, "loss"));
+                c->knn[c->n] = kv ? json_number_value(kv) : NAN;
+                c->n++;
+            }
+        }
+        json_decref(o);
+    }
+    fclose(f);
+}
+
+static void curve_free(curve *c) {
+    free(c->loss);
+    free(c->knn);
+}
+
+static json_t *curve_json(const curve *c) {
+    json_t *o = json_object(), *l = json_array(), *k = json_array();
+    for (int i = 0; i < c->n; i++) {
+        json_array_append_new(l, real(c->loss[i]));
+        json_array_append_new(k, real(c->knn[i]));
+    }
+    json_object_set_new(o, "loss", l);
+    json_object_set_new(o, "knn_acc", k);
+    json_object_set_new(o, "epochs", json_integer(c->n));
+    return o;
+}
+
+/* ---- findings ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *id, *claim;
+    int holds;
+    char evidence[512];
+} finding;
+
+static int findings(const exp_state *e, finding *f) {
+    const mloc_layermem_table *t = &e->table;
+    const int T = t->n_taps;
+    int n = 0;
+    /* 1. the candidates are memorized */
+    f[n].id = "memorization";
+    f[n].claim = "The candidates are memorized by f: mean SSLMem at the encoder output > 0 (one-sided t-test, p < 0.01)";
+    double mean = mloc_stats_mean(e->ssl.out_score, e->ssl.n);
+    f[n].holds = mean > 0 && e->out_test.p < 0.01;
+    snprintf(f[n].evidence, sizeof f[n].evidence, "mean %.4g over %" PRId64 " candidates, t = %.3f (dof %.0f), p = %.3g",
+             mean, e->ssl.n, e->out_test.t, e->out_test.dof, e->out_test.p);
+    n++;
+    /* 2. Top-50 above Least-50 at every tap */
+    int above = 0;
+    for (int l = 0; l < T; l++) above += t->top[l] > t->least[l];
+    f[n].id = "top_vs_least";
+    f[n].claim = "LayerMem of the Top-50 exceeds that of the Least-50 at every tap (paper, Table 1)";
+    f[n].holds = above == T;
+    snprintf(f[n].evidence, sizeof f[n].evidence, "at %d of %d taps", above, T);
+    n++;
+    /* 3. memorization grows with depth: the last tap above the first, and a
+     *    positive rank correlation of LayerMem with depth */
+    double *depth = malloc((size_t)T * sizeof *depth);
+    mloc_kendall k = {0};
+    if (depth) {
+        for (int l = 0; l < T; l++) depth[l] = l;
+        mloc_stats_kendalltau(NULL, depth, t->random, T, MLOC_ALT_GREATER, &k);
+        free(depth);
+    }
+    f[n].id = "grows_with_depth";
+    f[n].claim = "Memorization increases with depth overall: LayerMem of the last tap above the first, and LayerMem rank-correlated with depth (Kendall tau > 0, one-sided p < 0.05) (paper, Section 4.1)";
+    f[n].holds = t->random[T - 1] > t->random[0] && k.tau > 0 && k.p < 0.05;
+    snprintf(f[n].evidence, sizeof f[n].evidence, "LayerMem %.4g (%s) -> %.4g (%s); tau %.3f, one-sided p %.3g",
+             t->random[0], e->ssl.tap_names[0], t->random[T - 1], e->ssl.tap_names[T - 1], k.tau, k.p);
+    n++;
+    /* 4. but not monotonically: some tap memorizes less than the one before */
+    int dips = 0;
+    char where[256] = "";
+    for (int l = 1; l < T; l++)
+        if (t->delta[l] < 0) {
+            if (dips++ < 4) {
+                strncat(where, dips > 1 ? ", " : "", sizeof where - strlen(where) - 1);
+                strncat(where, e->ssl.tap_names[l], sizeof where - strlen(where) - 1);
+            }
+        }
+    f[n].id = "non_monotone";
+    f[n].claim = "The increase is not monotone: some taps have a negative ΔLayerMem (paper, Section 4.1)";
+    f[n].holds = dips > 0;
+    snprintf(f[n].evidence, sizeof f[n].evidence, "%d negative ΔLayerMem%s%s", dips, dips ? ": " : "", where);
+    n++;
+    /* 5. UnitMem: the Top-50 make units memorize more than the Least-50 */
+    int sig = 0;
+    for (int l = 0; l < e->unit_top.n_taps; l++) sig += e->ttests[l].t > 0 && e->ttests[l].p < 0.05;
+    f[n].id = "unitmem_ttest";
+    f[n].claim = "UnitMem over the Top-50 candidates is significantly higher than over the Least-50 (one-sided t-test, p < 0.05) at most taps (paper, Section 4.2)";
+    f[n].holds = 2 * sig > e->unit_top.n_taps;
+    snprintf(f[n].evidence, sizeof f[n].evidence, "significant at %d of %d taps", sig, e->unit_top.n_taps);
+    n++;
+    return n;
+}
+
+/* ---- summary.json ---------------------------------------------------------------- */
+
+mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
+    const mloc_experiment_config *ex = e->ex;
+    const mloc_layermem_table *t = &e->table;
+    json_t *s = json_object();
+    json_object_set_new(s, "schema", json_string("memloc.experiment/1"));
+    json_object_set_new(s, "memloc_version", json_string(MLOC_VERSION));
+    json_object_set_new(s, "options", json_pack("{s:o, s:o}", "train", mloc_train_config_to_json(e->train),
+                                                "experiment", mloc_options_to_json(&mloc_experiment_options, ex)));
+    json_object_set_new(s, "data", json_pack("{s:s, s:s, s:I, s:[i,i,i], s:s}", "spec", e->train->data, "sha256",
+                                             e->data_digest, "n", (json_int_t)e->data.n, "shape", e->data.c,
+                                             e->data.h, e->data.w, "prep", e->data.prep ? e->data.prep : ""));
+    json_object_set_new(s, "split", json_pack("{s:I, s:I, s:I, s:I}", "shared", (json_int_t)e->split.n_shared,
+                                              "candidates", (json_int_t)e->split.n_candidate, "independent",
+                                              (json_int_t)e->split.n_independent, "evaluated",
+                                              (json_int_t)e->ssl.n));
+    json_object_set_new(s, "encoders", json_pack("{s:s, s:s}", "f", e->f_path, "g", e->g_path));
+    static const char *const views[] = {"clean (reference code)", "pair (papers)"};
+    static const char *const norms[] = {"range (reference code)", "minmax", "none"};
+    static const char *const rests[] = {"mean (paper)", "median (reference code)"};
+    json_object_set_new(s, "variants",
+                        json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "sslmem_views", views[ex->views],
+                                  "sslmem_k", ex->k, "layermem_norm", norms[ex->score_norm], "unitmem_rest",
+                                  rests[ex->rest], "unitmem_k", ex->unit_k, "sslmem_augmentation", e->aug_desc,
+                                  "unitmem_augmentation", e->unit_aug_desc, "image_order",
+                                  e->train->compat_normalize_first ? "normalize, then augment (reference code)"
+                                                                   : "augment, then normalize (intended)",
+                                  "ttest", ex->equal_var ? "Student (reference Ttest.py)" : "Welch"));
+    /* training */
+    json_t *tr = json_object();
+    const char *names[] = {"f", "g"};
+    for (int k = 0; k < 2; k++) {
+        char run[4200];
+        snprintf(run, sizeof run, "%s/%s", e->dir, names[k]);
+        curve c;
+        curve_read(run, &c);
+        json_object_set_new(tr, names[k], curve_json(&c));
+        curve_free(&c);
+    }
+    json_object_set_new(s, "training", tr);
+    /* the SSLMem test */
+    json_object_set_new(s, "sslmem_test",
+                        json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:s}", "tap", e->ssl.out_tap, "n", (json_int_t)e->ssl.n,
+                                  "mean", real(mloc_stats_mean(e->ssl.out_score, e->ssl.n)), "t", real(e->out_test.t),
+                                  "dof", real(e->out_test.dof), "p", real(e->out_test.p), "test",
+                                  "one-sample t-test, H1: mean SSLMem > 0"));
+    json_t *lm = json_array();
+    for (int l = 0; l < t->n_taps; l++)
+        json_array_append_new(lm, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "tap", e->ssl.tap_names[l], "layermem",
+                                            real(t->random[l]), "delta", real(t->delta[l]), "top", real(t->top[l]),
+                                            "delta_top", real(t->delta_top[l]), "least", real(t->least[l])));
+    json_object_set_new(s, "layermem", lm);
+    json_t *um = json_array();
+    for (int l = 0; l < e->unit.n_taps; l++) {
+        mloc_unit_summary us;
+        if (mloc_unit_summarize(e->ctx, &e->unit, l, &us) != MLOC_OK) continue;
+        json_array_append_new(um, json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:I}", "tap", e->unit.tap_names[l], "units",
+                                            (json_int_t)us.units, "mean", real(us.mean), "median", real(us.q[2]),
+                                            "share_gt_0.5", real(us.share_05), "share_gt_0.9", real(us.share_09), "dead",
+                                            (json_int_t)us.dead));
+    }
+    json_object_set_new(s, "unitmem", um);
+    json_t *tt = json_array();
+    for (int l = 0; l < e->unit_top.n_taps; l++) {
+        const int a = e->unit_top.offset[l], U = e->unit_top.offset[l + 1] - a;
+        json_array_append_new(tt, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "tap", e->unit_top.tap_names[l], "mean_top",
+                                            real(mloc_stats_mean(e->unit_top.score + a, U)), "mean_least",
+                                            real(mloc_stats_mean(e->unit_least.score + a, U)), "t",
+                                            real(e->ttests[l].t), "dof", real(e->ttests[l].dof), "p",
+                                            real(e->ttests[l].p)));
+    }
+    json_object_set_new(s, "ttest", tt);
+    json_t *co = json_array();
+    for (int i = 0; i < e->n_pairs; i++)
+        json_array_append_new(co, json_pack("{s:s, s:s, s:o, s:o, s:o}", "a", e->ssl.tap_names[e->pairs[i].a], "b",
+                                            e->ssl.tap_names[e->pairs[i].b], "overlap_pct", real(e->pairs[i].overlap),
+                                            "tau_b", real(e->pairs[i].kendall.tau), "p", real(e->pairs[i].kendall.p)));
+    json_object_set_new(s, "consistency", co);
+    json_t *mm = json_array();
+    for (int64_t i = 0; i < e->n_mumax && i < 20; i++)
+        json_array_append_new(mm, json_pack("{s:I, s:I, s:I, s:o}", "index", (json_int_t)e->mumax[i].point, "units",
+                                            (json_int_t)e->mumax[i].units, "rank", (json_int_t)e->mumax[i].rank,
+                                            "sslmem", real(e->mumax[i].sslmem)));
+    json_object_set_new(s, "mumax", json_pack("{s:s, s:I, s:o}", "tap", e->unit.tap_names[e->unit.n_taps - 1],
+                                              "points", (json_int_t)e->n_mumax, "top", mm));
+    finding fs[8];
+    int nf = findings(e, fs);
+    json_t *fj = json_array();
+    for (int i = 0; i < nf; i++)
+        json_array_append_new(fj, json_pack("{s:s, s:s, s:b, s:s}", "id", fs[i].id, "claim", fs[i].claim, "holds",
+                                            fs[i].holds, "evidence", fs[i].evidence));
+    json_object_set_new(s, "findings", fj);
+
+    res->sslmem_mean = mloc_stats_mean(e->ssl.out_score, e->ssl.n);
+    res->sslmem_t = e->out_test.t;
+    res->sslmem_p = e->out_test.p;
+    res->memorization = fs[0].holds;
+    res->top_exceeds_least = fs[1].holds;
+    /* the table as text, for the terminal */
+    int o = snprintf(res->table, sizeof res->table, "%-18s %10s %10s %10s %10s %10s\n", "tap", "LayerMem", "ΔLayerMem",
+                     "Top-50", "ΔTop-50", "Least-50");
+    for (int l = 0; l < t->n_taps && o < (int)sizeof res->table; l++)
+        o += snprintf(res->table + o, sizeof res->table - (size_t)o, "%-18s %10.4f %10.4f %10.4f %10.4f %10.4f\n",
+                      e->ssl.tap_names[l], t->random[l], t->delta[l], t->top[l], t->delta_top[l], t->least[l]);
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.json", e->dir);
+    e->summary = s;
+    return mloc_json_save(e->ctx, path, s);
+}
+
+/* ---- report.html ---------------------------------------------------------------- */
+
+static void cell(mloc_buf *b, double v, const char *fmt) {
+    mloc_buf_puts(b, "<td>");
+    if (isfinite(v))
+        mloc_buf_printf(b, fmt, v);
+    else
+        mloc_buf_puts(b, "–");
+    mloc_buf_puts(b, "</td>");
+}
+
+static void option_rows(mloc_buf *b, const mloc_option_table *t, const void *cfg) {
+    for (int i = 0; i < t->n; i++) {
+        char buf[MLOC_OPT_STR_MAX];
+        mloc_buf_puts(b, "<tr><td>");
+        mloc_buf_escape(b, t->opts[i].name);
+        mloc_buf_puts(b, "</td><td style=\"text-align:left\"><code>");
+        mloc_buf_escape(b, mloc_options_get(t, cfg, i, buf, sizeof buf));
+        mloc_buf_puts(b, "</code></td><td style=\"text-align:left\" class=\"muted\">");
+        mloc_buf_escape(b, t->opts[i].help);
+        mloc_buf_puts(b, "</td></tr>");
+    }
+}
+
+mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
+    const mloc_layermem_table *t = &e->table;
+    const int T = t->n_taps;
+    const char **labels = NULL;
+    mloc_buf b = {0};
+    mloc_html_begin(&b, "memloc: where does the encoder memorize?");
+    mloc_buf_puts(&b, "<h1>Where does this encoder memorize?</h1>\n<p>");
+    mloc_buf_printf(&b, "Data <code>");
+    mloc_buf_escape(&b, e->train->data);
+    mloc_buf_printf(&b, "</code> (%" PRId64 " images %dx%dx%d) split in order into S<sub>S</sub> %" PRId64
+                        ", S<sub>C</sub> %" PRId64 " candidates and S<sub>I</sub> %" PRId64
+                        "; f trained on S<sub>S</sub>∪S<sub>C</sub>, g on S<sub>S</sub>∪S<sub>I</sub> with identical "
+                        "settings (SPEC 1); %" PRId64 " candidates evaluated.</p>\n",
+                    e->data.n, e->data.c, e->data.h, e->data.w, e->split.n_shared, e->split.n_candidate,
+                    e->split.n_independent, e->ssl.n);
+
+    /* findings, computed */
+    mloc_buf_puts(&b, "<h2 id=\"findings\">Findings of the paper on this run</h2>\n<p class=\"muted\">Each verdict is computed from the numbers below by the stated rule.</p><table><tr><th>finding</th><th style=\"text-align:left\">result</th><th style=\"text-align:left\">evidence</th></tr>");
+    finding fs[8];
+    int nf = findings(e, fs);
+    for (int i = 0; i < nf; i++) {
+        mloc_buf_puts(&b, "<tr><td style=\"text-align:left\">");
+        mloc_buf_escape(&b, fs[i].claim);
+        mloc_buf_printf(&b, "</td><td class=\"%s\" style=\"text-align:left\">%s</td><td style=\"text-align:left\">", fs[i].holds ? "ok" : "no",
+                        fs[i].holds ? "reproduced" : "not reproduced");
+        mloc_buf_escape(&b, fs[i].evidence);
+        mloc_buf_puts(&b, "</td></tr>");
+    }
+    mloc_buf_puts(&b, "</table>\n");
+    mloc_buf_printf(&b, "<p id=\"sslmem-test\">Memorization of the candidates: SSLMem at <code>%s</code>, mean %.4g over %" PRId64
+                        " candidates; one-sample t-test, H<sub>1</sub>: mean &gt; 0: t = %.3f, dof %.0f, p = %.3g.</p>\n",
+                    e->ssl.out_tap, mloc_stats_mean(e->ssl.out_score, e->ssl.n), e->ssl.n, e->out_test.t, e->out_test.dof,
+                    e->out_test.p);
+
+    /* LayerMem table and chart */
+    mloc_buf_puts(&b, "<h2 id=\"layermem\">LayerMem per tap (the paper's Table 1)</h2>\n");
+    mloc_buf_printf(&b, "<p class=\"muted\">LayerMem on %" PRId64 " random candidates, on the Top-%" PRId64
+                        " and Least-%" PRId64 " by SSLMem at the encoder output; scores normalised by the range over all "
+                        "evaluated candidates (%s).</p>",
+                    t->n_random, t->n_top, t->n_top, mloc_score_norm_name(t->norm));
+    mloc_buf_puts(&b, "<table><tr><th>tap</th><th>LayerMem</th><th>ΔLayerMem</th><th>Top-50</th><th>ΔTop-50</th><th>Least-50</th></tr>");
+    for (int l = 0; l < T; l++) {
+        mloc_buf_puts(&b, "<tr><td>");
+        mloc_buf_escape(&b, e->ssl.tap_names[l]);
+        mloc_buf_puts(&b, "</td>");
+        cell(&b, t->random[l], "%.4f");
+        cell(&b, t->delta[l], "%.4f");
+        cell(&b, t->top[l], "%.4f");
+        cell(&b, t->delta_top[l], "%.4f");
+        cell(&b, t->least[l], "%.4f");
+        mloc_buf_puts(&b, "</tr>");
+    }
+    mloc_buf_puts(&b, "</table>\n");
+    labels = malloc((size_t)T * sizeof *labels);
+    if (!labels) goto nomem;
+    for (int l = 0; l < T; l++) labels[l] = e->ssl.tap_names[l];
+    mloc_series s3[] = {{"LayerMem", t->random, T, 0}, {"Top-50", t->top, T, 0}, {"Least-50", t->least, T, 1}};
+    mloc_svg_lines(&b, "LayerMem by depth", "LayerMem", labels, T, s3, 3);
+    mloc_series sd[] = {{"ΔLayerMem", t->delta, T, 0}, {"ΔTop-50", t->delta_top, T, 1}};
+    mloc_svg_lines(&b, "ΔLayerMem by depth", "ΔLayerMem", labels, T, sd, 2);
+
+    /* UnitMem */
+    mloc_buf_puts(&b, "<h2 id=\"unitmem\">UnitMem per unit</h2>\n");
+    mloc_buf_printf(&b, "<p class=\"muted\">UnitMem of f over the %" PRId64 " evaluated candidates, %d views each (%s), μ<sub>rest</sub> = %s.</p>",
+                    e->unit.n, e->unit.cfg.k, e->unit_aug_desc, mloc_rest_stat_name(e->unit.cfg.rest));
+    mloc_buf_puts(&b, "<table><tr><th>tap</th><th>units</th><th>mean</th><th>median</th><th>&gt; 0.5</th><th>&gt; 0.9</th><th>dead</th></tr>");
+    for (int l = 0; l < e->unit.n_taps; l++) {
+        mloc_unit_summary us;
+        if (mloc_unit_summarize(e->ctx, &e->unit, l, &us) != MLOC_OK) continue;
+        mloc_buf_puts(&b, "<tr><td>");
+        mloc_buf_escape(&b, e->unit.tap_names[l]);
+        mloc_buf_printf(&b, "</td><td>%" PRId64 "</td>", us.units);
+        cell(&b, us.mean, "%.4f");
+        cell(&b, us.q[2], "%.4f");
+        cell(&b, 100 * us.share_05, "%.1f%%");
+        cell(&b, 100 * us.share_09, "%.1f%%");
+        mloc_buf_printf(&b, "<td>%" PRId64 "</td></tr>", us.dead);
+    }
+    mloc_buf_puts(&b, "</table>\n");
+    for (int l = 0; l < e->unit.n_taps; l++) {
+        char title[128];
+        snprintf(title, sizeof title, "UnitMem distribution: %s", e->unit.tap_names[l]);
+        const int a = e->unit.offset[l];
+        mloc_svg_histogram(&b, title, e->unit.score + a, e->unit.offset[l + 1] - a, 0, 1, 20, 0.5);
+    }
+
+    /* mu_max alignment and the SSLMem-vs-UnitMem scatter (units of the last tap) */
+    const int last = e->unit.n_taps - 1, a = e->unit.offset[last], U = e->unit.offset[last + 1] - a;
+    mloc_buf_printf(&b, "<h2 id=\"mumax\">μ<sub>max</sub> alignment at <code>%s</code></h2>\n", e->unit.tap_names[last]);
+    mloc_buf_printf(&b, "<p class=\"muted\">%" PRId64 " distinct candidates maximally activate the tap's live units. Rank 1 is the candidate with the highest SSLMem.</p>",
+                    e->n_mumax);
+    int nb = e->n_mumax < 20 ? (int)e->n_mumax : 20;
+    double *bars = malloc((size_t)(nb ? nb : 1) * sizeof *bars);
+    char (*blab)[48] = malloc((size_t)(nb ? nb : 1) * sizeof *blab);
+    const char **bl = malloc((size_t)(nb ? nb : 1) * sizeof *bl);
+    double *sx = malloc((size_t)(U ? U : 1) * sizeof *sx), *sy = malloc((size_t)(U ? U : 1) * sizeof *sy);
+    if (!bars || !blab || !bl || !sx || !sy) {
+        free(bars); free(blab); free(bl); free(sx); free(sy);
+        goto nomem;
+    }
+    mloc_buf_puts(&b, "<table><tr><th>candidate</th><th>units</th><th>SSLMem rank</th><th>SSLMem</th></tr>");
+    for (int i = 0; i < nb; i++) {
+        const mloc_mumax_row *r = &e->mumax[i];
+        snprintf(blab[i], sizeof blab[i], "#%" PRId64 " (rank %" PRId64 ")", r->point, r->rank);
+        bl[i] = blab[i];
+        bars[i] = (double)r->units;
+        mloc_buf_printf(&b, "<tr><td>#%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td>", r->point, r->units, r->rank);
+        cell(&b, r->sslmem, "%.4f");
+        mloc_buf_puts(&b, "</tr>");
+    }
+    mloc_buf_puts(&b, "</table>\n");
+    mloc_svg_bars(&b, "Units maximally activated per candidate", "units", bl, bars, nb);
+    int ns = 0;
+    for (int u = 0; u < U; u++) {
+        if (e->unit.dead[a + u]) continue;
+        int64_t x = e->unit.argmax[a + u];
+        for (int64_t i = 0; i < e->ssl.n; i++)
+            if (e->ssl.points[i] == x) {
+                sx[ns] = e->ssl.out_score[i];
+                sy[ns] = e->unit.score[a + u];
+                ns++;
+                break;
+            }
+    }
+    mloc_buf_printf(&b, "<h2 id=\"scatter\">SSLMem vs UnitMem</h2>\n<p class=\"muted\">One point per live unit of <code>%s</code>: its UnitMem against the SSLMem of the candidate that maximally activates it.</p>",
+                    e->unit.tap_names[last]);
+    mloc_svg_scatter(&b, "SSLMem of x* vs UnitMem", "SSLMem of the unit's μmax candidate", "UnitMem", sx, sy, ns, NULL,
+                     NULL, 0);
+    free(bars); free(blab); free(bl); free(sx); free(sy);
+
+    /* consistency heat maps */
+    mloc_buf_printf(&b, "<h2 id=\"consistency\">Consistency between taps</h2>\n<p class=\"muted\">Overlap (%%) of the top-%d candidates by SSLMem<sup>l</sup> and Kendall's τ<sub>b</sub> of the scores, for every pair of taps.</p>",
+                    e->ex->consistency_k);
+    double *ov = malloc((size_t)T * T * sizeof *ov), *tau = malloc((size_t)T * T * sizeof *tau);
+    if (!ov || !tau) {
+        free(ov); free(tau);
+        goto nomem;
+    }
+    for (int i = 0; i < T; i++) {
+        ov[i * T + i] = 100;
+        tau[i * T + i] = 1;
+    }
+    for (int i = 0; i < e->n_pairs; i++) {
+        const mloc_consistency_pair *p = &e->pairs[i];
+        ov[p->a * T + p->b] = ov[p->b * T + p->a] = p->overlap;
+        tau[p->a * T + p->b] = tau[p->b * T + p->a] = p->kendall.tau;
+    }
+    mloc_svg_heatmap(&b, "Top-k overlap (%)", labels, T, ov, 0, 100, "%.0f");
+    mloc_svg_heatmap(&b, "Kendall's tau-b", labels, T, tau, -1, 1, "%.2f");
+    free(ov);
+    free(tau);
+
+    /* t-tests */
+    mloc_buf_printf(&b, "<h2 id=\"ttest\">UnitMem: Top-50 vs Least-50</h2>\n<p class=\"muted\">Per tap, UnitMem computed over the Top-50 and over the Least-50 candidates; one-sided two-sample %s t-test over the tap's units, H<sub>1</sub>: Top-50 &gt; Least-50.</p>",
+                    e->ex->equal_var ? "Student" : "Welch");
+    mloc_buf_puts(&b, "<table><tr><th>tap</th><th>mean Top-50</th><th>mean Least-50</th><th>t</th><th>dof</th><th>p</th></tr>");
+    for (int l = 0; l < e->unit_top.n_taps; l++) {
+        const int o = e->unit_top.offset[l], n = e->unit_top.offset[l + 1] - o;
+        mloc_buf_puts(&b, "<tr><td>");
+        mloc_buf_escape(&b, e->unit_top.tap_names[l]);
+        mloc_buf_puts(&b, "</td>");
+        cell(&b, mloc_stats_mean(e->unit_top.score + o, n), "%.4f");
+        cell(&b, mloc_stats_mean(e->unit_least.score + o, n), "%.4f");
+        cell(&b, e->ttests[l].t, "%.3f");
+        cell(&b, e->ttests[l].dof, "%.1f");
+        cell(&b, e->ttests[l].p, "%.3g");
+        mloc_buf_puts(&b, "</tr>");
+    }
+    mloc_buf_puts(&b, "</table>\n");
+
+    /* training */
+    mloc_buf_puts(&b, "<h2 id=\"training\">Training of f and g</h2>\n");
+    curve cf, cg;
+    char run[4200];
+    snprintf(run, sizeof run, "%s/f", e->dir);
+    curve_read(run, &cf);
+    snprintf(run, sizeof run, "%s/g", e->dir);
+    curve_read(run, &cg);
+    int ne = cf.n > cg.n ? cf.n : cg.n;
+    char (*ep)[16] = malloc((size_t)(ne ? ne : 1) * sizeof *ep);
+    const char **epl = malloc((size_t)(ne ? ne : 1) * sizeof *epl);
+    if (ep && epl && ne > 0) {
+        for (int i = 0; i < ne; i++) {
+            snprintf(ep[i], sizeof ep[i], "%d", i + 1);
+            epl[i] = ep[i];
+        }
+        mloc_series loss[] = {{"f", cf.loss, cf.n, 0}, {"g", cg.loss, cg.n, 1}};
+        mloc_svg_lines(&b, "Training loss per epoch", "NT-Xent loss", epl, ne, loss, 2);
+        int knn = 0;
+        for (int i = 0; i < cf.n; i++) knn |= isfinite(cf.knn[i]);
+        if (knn) {
+            mloc_series acc[] = {{"f", cf.knn, cf.n, 0}, {"g", cg.knn, cg.n, 1}};
+            mloc_svg_lines(&b, "kNN accuracy", "top-1", epl, ne, acc, 2);
+        }
+    } else {
+        mloc_buf_puts(&b, "<p class=\"muted\">The encoders were given (--f/--g); no training curves.</p>");
+    }
+    free(ep);
+    free(epl);
+    curve_free(&cf);
+    curve_free(&cg);
+
+    /* configuration and variants */
+    mloc_buf_puts(&b, "<h2 id=\"config\">Configuration</h2>\n<table><tr><th>metric choice (SPEC 6)</th><th>used</th></tr>");
+    json_t *var = json_object_get(e->summary, "variants");
+    const char *key;
+    json_t *val;
+    json_object_foreach(var, key, val) {
+        mloc_buf_puts(&b, "<tr><td>");
+        mloc_buf_escape(&b, key);
+        mloc_buf_puts(&b, "</td><td style=\"text-align:left\">");
+        if (json_is_string(val))
+            mloc_buf_escape(&b, json_string_value(val));
+        else
+            mloc_buf_printf(&b, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+        mloc_buf_puts(&b, "</td></tr>");
+    }
+    mloc_buf_puts(&b, "</table>\n<table><tr><th>training option</th><th>value</th><th>meaning</th></tr>");
+    option_rows(&b, &mloc_train_options, e->train);
+    mloc_buf_puts(&b, "</table>\n<table><tr><th>experiment option</th><th>value</th><th>meaning</th></tr>");
+    option_rows(&b, &mloc_experiment_options, e->ex);
+    mloc_buf_puts(&b, "</table>\n<p class=\"muted\">Encoders: <code>");
+    mloc_buf_escape(&b, e->f_path);
+    mloc_buf_puts(&b, "</code>, <code>");
+    mloc_buf_escape(&b, e->g_path);
+    mloc_buf_printf(&b, "</code>. Data sha256 <code>%s</code>. memloc %s. Every number on this page is in summary.json.</p>\n",
+                    e->data_digest, MLOC_VERSION);
+    mloc_html_end(&b);
+    free(labels);
+    if (b.failed) goto nomem;
+    snprintf(res->report, sizeof res->report, "%s/report.html", e->dir);
+    mloc_status st = mloc_write_file_atomic(e->ctx, res->report, b.s, b.n);
+    mloc_buf_free(&b);
+    return st;
+nomem:
+    free(labels);
+    mloc_buf_free(&b);
+    return mloc_error(e->ctx, MLOC_ERR_NOMEM, "report: out of memory");
+}
