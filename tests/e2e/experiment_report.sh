@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# memloc experiment end to end on a tiny model: the output directory, the
+# resumability (a re-run never retrains a finished encoder; an interrupted one
+# continues), --f/--g, and report.html rendered by headless Chromium with every
+# table and chart present and non-empty (checked from the DOM).
+#   experiment_report.sh MEMLOC_BIN SOURCE_DIR
+set -euo pipefail
+BIN=$1
+SRC=$2
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+args=(--data synthetic:400:32x32x3:4 --width 0.25 --proj-hidden 64 --proj-dim 32 --batch-size 64
+      --epochs 2 --threads 2 --eval 40 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10
+      --monitor-knn synthetic:400:32x32x3:4,synthetic:200:32x32x3:4 --quiet)
+
+"$BIN" experiment "${args[@]}" --out "$TMP/e" > "$TMP/out1.txt"
+for f in experiment.json split.json summary.json report.html f/model.safetensors g/model.safetensors \
+         metrics/layermem.json metrics/layermem_table.csv metrics/unitmem.json metrics/consistency.csv \
+         metrics/ttest.csv metrics/mumax.csv; do
+  [ -s "$TMP/e/$f" ] || fail "experiment output lacks $f"
+done
+grep -q "LayerMem per tap" "$TMP/out1.txt" || fail "no LayerMem table printed"
+grep -q "report: $TMP/e/report.html" "$TMP/out1.txt" || fail "no report path printed"
+grep -q '"schema": "memloc.experiment/1"' "$TMP/e/summary.json" || fail "summary.json has no schema"
+[ "$(grep -c '"holds"' "$TMP/e/summary.json")" -ge 5 ] || fail "summary.json lacks the findings"
+
+# f trains on S_S + S_C, g on S_S + S_I (320/40/40 of 400)
+grep -q '"indices": "0:360"' "$TMP/e/f/config.json" || fail "f's indices: $(grep indices "$TMP/e/f/config.json")"
+grep -q '"indices": "0:320,360:400"' "$TMP/e/g/config.json" || fail "g's indices: $(grep indices "$TMP/e/g/config.json")"
+
+# a re-run does not retrain: the encoders are untouched
+before=$(md5sum "$TMP/e/f/model.safetensors" "$TMP/e/g/model.safetensors")
+"$BIN" experiment "${args[@]}" --out "$TMP/e" > "$TMP/out2.txt"
+[ "$before" = "$(md5sum "$TMP/e/f/model.safetensors" "$TMP/e/g/model.safetensors")" ] || fail "re-run retrained"
+# an interrupted experiment (g unfinished) continues to the same result
+cp -r "$TMP/e" "$TMP/i"
+rm "$TMP/i/g/model.safetensors" "$TMP/i/summary.json" "$TMP/i/report.html"
+rm -f "$TMP/i/g/checkpoints/epoch_0002.safetensors"
+"$BIN" experiment "${args[@]}" --out "$TMP/i" > /dev/null
+cmp "$TMP/e/g/model.safetensors" "$TMP/i/g/model.safetensors" || fail "resumed g differs"
+cmp "$TMP/e/metrics/layermem_sslmem.npy" "$TMP/i/metrics/layermem_sslmem.npy" || fail "metrics differ after resume"
+# other options into the same directory are refused
+set +e
+"$BIN" experiment "${args[@]}" --k 3 --out "$TMP/e" 2> "$TMP/err"; rc=$?
+set -e
+[ $rc = 73 ] || fail "other options into a used directory: exit $rc, expected 73"
+
+# given weights: no training
+"$BIN" experiment --data synthetic:400:32x32x3:4 --f "$TMP/e/f/model.safetensors" --g "$TMP/e/g/model.safetensors" \
+  --eval 40 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10 --quiet --out "$TMP/w" > /dev/null
+[ ! -e "$TMP/w/f" ] || fail "--f/--g trained anyway"
+cmp "$TMP/e/metrics/layermem_sslmem.npy" "$TMP/w/metrics/layermem_sslmem.npy" || fail "--f/--g metrics differ"
+
+# the report in a browser: every table and chart present and non-empty
+command -v chromium >/dev/null || fail "chromium is not installed (scripts/install-deps installs it)"
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$TMP/chrome" --dump-dom "file://$TMP/e/report.html" \
+  > "$TMP/dom.html" 2> "$TMP/chrome.log" || fail "chromium failed: $(tail -3 "$TMP/chrome.log")"
+# tables: findings, LayerMem, UnitMem, mu_max, t-test, variants, train options, experiment options;
+# charts: 2 LayerMem lines, 10 UnitMem histograms, bars, scatter, 2 heat maps, 2 training curves
+python3 "$SRC/tests/e2e/check_dom.py" "$TMP/dom.html" --tables 8 --charts 18 \
+  --require findings sslmem-test layermem unitmem mumax scatter consistency ttest training config \
+  || fail "report DOM check"
+grep -q "reproduced" "$TMP/dom.html" || fail "no findings verdicts in the report"
+echo "experiment_report: OK"
