@@ -94,7 +94,7 @@ static mloc_status classmem_sink(void *user, mloc_ctx *ctx, int64_t p0, int64_t 
                                  const double *mu) {
     (void)ctx;
     classmem_state *s = user;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (np * s->U > MLOC_METRICS_PAR_MIN)
     for (int64_t u = 0; u < s->U; u++)
         for (int64_t i = 0; i < np; i++) s->sum[(int64_t)s->labels[p0 + i] * s->U + u] += mu[i * s->U + u];
     return MLOC_OK;

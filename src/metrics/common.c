@@ -261,7 +261,7 @@ void mloc_metrics_spatial_mean(double *act, const float *x, int64_t N, int U, in
     int any_neg = 0;
     /* x is (N, U, HW): one row of HW values per (image, unit); each row is
      * summed by one thread in index order */
-#pragma omp parallel for schedule(static) reduction(| : any_neg)
+#pragma omp parallel for schedule(static) reduction(| : any_neg) if (N * U * HW > MLOC_METRICS_PAR_MIN)
     for (int64_t r = 0; r < N * U; r++) {
         const float *v = x + r * HW;
         double s = 0;

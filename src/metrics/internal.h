@@ -7,6 +7,12 @@
 
 #include "memloc/metrics.h"
 
+/* Loops over fewer elements than this run on one thread: a parallel region
+ * costs more than it saves on tiny models (and spins on a loaded machine).
+ * Each point is one thread's sequential loop either way, so results do
+ * not change. */
+#define MLOC_METRICS_PAR_MIN (1 << 15)
+
 /* Check that src's views fit m's input and that every point id is valid;
  * `what` names the metric in errors. */
 mloc_status mloc_metrics_check_source(mloc_ctx *ctx, const char *what, const mloc_model *m,

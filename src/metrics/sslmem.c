@@ -68,7 +68,7 @@ static double unit_distance(const float *a, double na, const float *b, double nb
 static void chunk_distances(double *d, const float *y, int64_t D, int64_t np, int K,
                             mloc_views_mode views, double *norms) {
     const int64_t rows = views == MLOC_VIEWS_CLEAN ? (K + 1) * np : 2 * K * np;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * D > MLOC_METRICS_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *v = y + r * D;
         double s = 0;
@@ -76,7 +76,7 @@ static void chunk_distances(double *d, const float *y, int64_t D, int64_t np, in
         double n = sqrt(s);
         norms[r] = n > 1e-12 ? n : 1e-12;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * D > MLOC_METRICS_PAR_MIN)
     for (int64_t i = 0; i < np; i++) {
         double sum = 0;
         for (int k = 0; k < K; k++) {

@@ -132,7 +132,7 @@ static void acc_free(unit_acc *a) {
  * thread's sequential loop over the rows: the same result for any thread
  * count or chunking. */
 static void acc_add(unit_acc *a, const double *mu, int64_t np, const int64_t *ids) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (np * a->U > MLOC_METRICS_PAR_MIN)
     for (int64_t u = 0; u < a->U; u++) {
         double mx = a->max[u], s = a->sum[u];
         int64_t am = a->argmax[u];
@@ -298,7 +298,7 @@ mloc_status mloc_metrics_unit_means(mloc_ctx *ctx, const char *what, mloc_model 
                 goto done;
             }
             /* mu (np, Utot): the mean over the views of each point, in view order */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)rows * U > MLOC_METRICS_PAR_MIN)
             for (int64_t i = 0; i < np; i++)
                 for (int u = 0; u < U; u++) {
                     double s = 0;
