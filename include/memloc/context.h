@@ -87,6 +87,9 @@ int mloc_ctx_interrupted(const mloc_ctx *ctx);
 void *mloc_alloc(mloc_ctx *ctx, size_t bytes);
 void mloc_free(void *p);
 
+/* Build and machine facts (versions, oneDNN ISA, GEMM) as text lines. */
+void mloc_build_info(char *buf, size_t size);
+
 /* Opaque per-backend state (the oneDNN engine and stream) owned by ctx. */
 void *mloc_ctx_backend_state(mloc_ctx *ctx);
 void mloc_ctx_set_backend_state(mloc_ctx *ctx, void *state, void (*destroy)(void *));

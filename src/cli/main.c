@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "memloc/context.h"
 
 typedef struct {
     const char *name;
@@ -41,7 +42,13 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(name, "--version") == 0) {
-        printf("memloc %s\n", MLOC_VERSION);
+        if (argc > 2 && (strcmp(argv[2], "--verbose") == 0 || strcmp(argv[2], "-v") == 0)) {
+            char info[1024];
+            mloc_build_info(info, sizeof info);
+            fputs(info, stdout);
+        } else {
+            printf("memloc %s\n", MLOC_VERSION);
+        }
         return 0;
     }
     int help = 0;
