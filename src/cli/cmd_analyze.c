@@ -54,7 +54,7 @@ static void print_help(void) {
            "  --aug PRESET           UnitMem's augmentation: none|simclr|unitmem [simclr]\n"
            METRICS_INPUT_HELP
            "  --seed S               seed of the augmentation draws [0]\n"
-           "  --batch N              images per forward pass [256]\n"
+           "  --batch N              images per forward pass [64]\n"
            "  --out DIR              where to write [RUN_DIR]\n"
            "  -j, --jobs N, -q, --quiet, -v, --verbose\n");
 }
@@ -317,7 +317,7 @@ int cmd_analyze(int argc, char **argv) {
         {0, 0, 0, 0}};
     static const char *const rest_names[] = {"mean", "median", NULL};
     static const char *const analyses[] = {"consistency", "ttest", "mumax", NULL};
-    analyze_opts o = {.top_k = 100, .k = 10, .batch = 256, .rest = MLOC_REST_MEAN};
+    analyze_opts o = {.top_k = 100, .k = 10, .batch = 64, .rest = MLOC_REST_MEAN};
     o.aug = metrics_cli_input_defaults();
     long long jobs = 0;
     int verbose = 0;

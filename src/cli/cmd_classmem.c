@@ -43,7 +43,7 @@ static void print_help(void) {
            "  --k K                  views per image with --aug [10]\n"
            METRICS_INPUT_HELP
            "  --seed S               seed of the choices and augmentation draws [0]\n"
-           "  --batch N              images per forward pass [256]\n"
+           "  --batch N              images per forward pass [64]\n"
            "  --out DIR              output directory (required)\n"
            "  -j, --jobs N           threads [all CPUs]\n"
            "  -q, --quiet            no progress output\n"
@@ -68,7 +68,7 @@ int cmd_classmem(int argc, char **argv) {
         {0, 0, 0, 0}};
     static const char *const rest_names[] = {"mean", "median", NULL};
     const char *weights = NULL, *data = NULL, *indices = NULL, *taps_text = NULL, *out = NULL;
-    long long per_class = 0, k = 10, seed = 0, batch = 256, jobs = 0;
+    long long per_class = 0, k = 10, seed = 0, batch = 64, jobs = 0;
     int rest = MLOC_REST_MEAN, abs_ = 0, random = 0, quiet = 0, verbose = 0;
     metrics_input_opts aug = metrics_cli_input_defaults();
     aug.preset = "none";

@@ -156,7 +156,7 @@ static void print_help(int layermem) {
         printf("  --taps all|LIST        taps, comma-separated (memloc info lists them) [all]\n"
                "  --random N             candidates of the random LayerMem column [100]\n"
                "  --top N                size of Top and Least [50]\n");
-    printf("  --batch N              images per forward pass [256]\n"
+    printf("  --batch N              images per forward pass [64]\n"
            "  --out DIR              output directory (required)\n"
            "  -j, --jobs N           threads [all CPUs]\n"
            "  -q, --quiet            no progress output\n"
@@ -225,7 +225,7 @@ int metrics_cli_layermem(int argc, char **argv, int layermem) {
         {0, 0, 0, 0}};
     const char *fpath = NULL, *gpath = NULL, *data = NULL, *cand = NULL, *split = NULL, *out = NULL,
                *taps_text = NULL;
-    long long eval = 500, seed = 0, k = 5, random_n = 100, top = 50, batch = 256, jobs = 0;
+    long long eval = 500, seed = 0, k = 5, random_n = 100, top = 50, batch = 64, jobs = 0;
     int views = MLOC_VIEWS_CLEAN, norm = MLOC_NORM_RANGE, quiet = 0, verbose = 0;
     metrics_input_opts aug = metrics_cli_input_defaults();
     optind = 1;

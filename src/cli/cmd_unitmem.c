@@ -46,7 +46,7 @@ static void print_help(void) {
            "                         unitmem the reference UnitMem.py's [simclr]\n"
            METRICS_INPUT_HELP
            "  --seed S               seed of the augmentation draws [0]\n"
-           "  --batch N              images per forward pass [256]\n"
+           "  --batch N              images per forward pass [64]\n"
            "  --out DIR              output directory (required)\n"
            "  -j, --jobs N           threads [all CPUs]\n"
            "  -q, --quiet            no progress output\n"
@@ -70,7 +70,7 @@ int cmd_unitmem(int argc, char **argv) {
         {0, 0, 0, 0}};
     static const char *const rest_names[] = {"mean", "median", NULL};
     const char *weights = NULL, *data = NULL, *indices = NULL, *taps_text = NULL, *save_mu = NULL, *out = NULL;
-    long long k = 10, seed = 0, batch = 256, jobs = 0;
+    long long k = 10, seed = 0, batch = 64, jobs = 0;
     int rest = MLOC_REST_MEAN, abs_ = 0, quiet = 0, verbose = 0;
     metrics_input_opts aug = metrics_cli_input_defaults();
     optind = 1;

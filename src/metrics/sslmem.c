@@ -37,7 +37,7 @@ mloc_sslmem_config mloc_sslmem_config_default(void) {
     memset(&c, 0, sizeof c);
     c.views = MLOC_VIEWS_CLEAN;
     c.k = 5;
-    c.batch = 256;
+    c.batch = MLOC_METRICS_BATCH;
     return c;
 }
 
@@ -52,15 +52,32 @@ void mloc_sslmem_result_free(mloc_sslmem_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* ||a/|a| - b/|b|||, |.| = max(l2 norm, 1e-12), a and b of D floats with
- * precomputed norms; double, in index order. */
-static double unit_distance(const float *a, double na, const float *b, double nb, int64_t D) {
-    double s = 0;
-    for (int64_t j = 0; j < D; j++) {
-        double d = (double)a[j] / na - (double)b[j] / nb;
-        s += d * d;
-    }
-    return sqrt(s);
+/* Sums of D doubles in a fixed order: 8 running sums over j mod 8, then
+ * ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)) and the tail. The independent sums
+ * keep the loop from waiting on one accumulator (4-8x faster than a single
+ * chain) and the order never depends on threads or batches. */
+#define SUM8(expr)                                                          \
+    double s_[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                \
+    int64_t j = 0;                                                          \
+    for (; j + 8 <= D; j += 8)                                              \
+        for (int l = 0; l < 8; l++) {                                       \
+            const int64_t i_ = j + l;                                       \
+            s_[l] += (expr);                                                \
+        }                                                                   \
+    double tail_ = 0;                                                       \
+    for (; j < D; j++) {                                                    \
+        const int64_t i_ = j;                                               \
+        tail_ += (expr);                                                    \
+    }                                                                       \
+    return ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7])) + tail_
+
+/* sum of squares of D floats */
+static double sum_sq(const float *a, int64_t D) { SUM8((double)a[i_] * (double)a[i_]); }
+
+/* ||a/na - b/nb||^2, with na, nb the l2 norms clamped at 1e-12 */
+static double dist_sq(const float *a, double na, const float *b, double nb, int64_t D) {
+    const double ia = 1.0 / na, ib = 1.0 / nb;
+    SUM8(((double)a[i_] * ia - (double)b[i_] * ib) * ((double)a[i_] * ia - (double)b[i_] * ib));
 }
 
 /* d (np points) for one encoder and one tap from rows (rows, D) of the
@@ -70,10 +87,7 @@ static void chunk_distances(double *d, const float *y, int64_t D, int64_t np, in
     const int64_t rows = views == MLOC_VIEWS_CLEAN ? (K + 1) * np : 2 * K * np;
 #pragma omp parallel for schedule(static) if (rows * D > MLOC_METRICS_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
-        const float *v = y + r * D;
-        double s = 0;
-        for (int64_t j = 0; j < D; j++) s += (double)v[j] * (double)v[j];
-        double n = sqrt(s);
+        const double n = sqrt(sum_sq(y + r * D, D));
         norms[r] = n > 1e-12 ? n : 1e-12;
     }
 #pragma omp parallel for schedule(static) if (rows * D > MLOC_METRICS_PAR_MIN)
@@ -88,7 +102,7 @@ static void chunk_distances(double *d, const float *y, int64_t D, int64_t np, in
                 a = 2 * (int64_t)k * np + i;
                 b = (2 * (int64_t)k + 1) * np + i;
             }
-            sum += unit_distance(y + a * D, norms[a], y + b * D, norms[b], D);
+            sum += sqrt(dist_sq(y + a * D, norms[a], y + b * D, norms[b], D));
         }
         d[i] = sum / K;
     }

@@ -47,7 +47,7 @@ mloc_unit_config mloc_unitmem_config_default(void) {
     c.k = 10;
     c.rest = MLOC_REST_MEAN;
     c.abs = 0;
-    c.batch = 256;
+    c.batch = MLOC_METRICS_BATCH;
     c.save_mu = -1;
     c.augment = 1;
     return c;
