@@ -131,7 +131,7 @@ int cmd_classmem(int argc, char **argv) {
     memset(&u, 0, sizeof u);
     mloc_aug_pipeline pipe;
     mloc_view_source src;
-    char digest[65];
+    char digest[65], *w_abs = NULL, *data_abs = NULL;
     mloc_status st = metrics_cli_open_model(ctx, weights, &m);
     if (st == MLOC_OK) st = mloc_metrics_parse_taps(ctx, m, taps_text, &taps, &n_taps);
     if (st == MLOC_OK) st = metrics_cli_open_data(ctx, cmd, data, m, &aug, &ds, quiet);
@@ -179,7 +179,9 @@ int cmd_classmem(int argc, char **argv) {
     st = mloc_classmem_compute(ctx, &u, m, &src, points, labels, n, ds.n_classes, taps, n_taps, &cc);
     if (st != MLOC_OK) goto done;
     mloc_dataset_digest(&ds, digest);
-    mloc_metric_run run = {.command = cmd, .f_path = weights, .data_spec = ds.spec ? ds.spec : data,
+    w_abs = metrics_cli_abs_path(weights);
+    data_abs = metrics_cli_abs_spec(ctx, ds.spec ? ds.spec : data);
+    mloc_metric_run run = {.command = cmd, .f_path = w_abs, .data_spec = data_abs,
                            .data_digest = digest, .aug_preset = aug.preset, .aug = augment ? &pipe : &src.clean,
                            .aug_seed = (uint64_t)seed, .purpose = MLOC_PURPOSE_CLASSMEM, .seed = (uint64_t)seed};
     st = mloc_unit_scores_write(ctx, out, "classmem", &u, &run);
@@ -191,6 +193,8 @@ int cmd_classmem(int argc, char **argv) {
 done:;
     int rc = st == MLOC_OK ? 0 : cli_fail(ctx, st, cmd);
     mloc_unit_scores_free(&u);
+    free(w_abs);
+    free(data_abs);
     free(base);
     free(sel);
     free(sub);

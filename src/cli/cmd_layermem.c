@@ -99,6 +99,27 @@ void metrics_cli_print_units(mloc_ctx *ctx, const mloc_unit_scores *u) {
     }
 }
 
+char *metrics_cli_abs_path(const char *path) {
+    char *a = path ? realpath(path, NULL) : NULL;
+    return a ? a : path ? strdup(path) : NULL;
+}
+
+char *metrics_cli_abs_spec(mloc_ctx *ctx, const char *spec) {
+    mloc_dataset_spec ps;
+    if (!spec || mloc_dataset_spec_parse(ctx, &ps, spec) != MLOC_OK) {
+        mloc_ctx_clear_error(ctx);
+        return spec ? strdup(spec) : NULL;
+    }
+    char *out = NULL, *abs_path = ps.path ? realpath(ps.path, NULL) : NULL;
+    if (abs_path) {
+        free(ps.path);
+        ps.path = abs_path;
+        out = mloc_dataset_spec_format(&ps);
+    }
+    mloc_dataset_spec_free(&ps);
+    return out ? out : strdup(spec);
+}
+
 /* ---- layermem / sslmem -------------------------------------------------------------- */
 
 static void print_help(int layermem) {
@@ -305,7 +326,7 @@ int metrics_cli_layermem(int argc, char **argv, int layermem) {
     mloc_layermem_table t;
     memset(&t, 0, sizeof t);
     mloc_status st = MLOC_OK;
-    char digest[65];
+    char digest[65], *f_abs = NULL, *g_abs = NULL, *data_abs = NULL;
 
     st = metrics_cli_open_model(ctx, fpath, &f);
     if (st == MLOC_OK) st = metrics_cli_open_model(ctx, gpath, &g);
@@ -370,7 +391,10 @@ int metrics_cli_layermem(int argc, char **argv, int layermem) {
     st = mloc_sslmem_compute(ctx, &r, f, g, &src, points, n, taps, n_taps, &sc);
     if (st != MLOC_OK) goto done;
     mloc_dataset_digest(&ds, digest);
-    mloc_metric_run run = {.command = cmd, .f_path = fpath, .g_path = gpath, .data_spec = ds.spec ? ds.spec : data,
+    f_abs = metrics_cli_abs_path(fpath);
+    g_abs = metrics_cli_abs_path(gpath);
+    data_abs = metrics_cli_abs_spec(ctx, ds.spec ? ds.spec : data);
+    mloc_metric_run run = {.command = cmd, .f_path = f_abs, .g_path = g_abs, .data_spec = data_abs,
                            .data_digest = digest, .aug_preset = aug.preset, .aug = &pipe,
                            .aug_seed = (uint64_t)seed, .purpose = MLOC_PURPOSE_SSLMEM, .seed = (uint64_t)seed,
                            .candidates = n_cand};
@@ -392,6 +416,9 @@ done:;
     int rc = st == MLOC_OK ? 0 : cli_fail(ctx, st, cmd);
     mloc_layermem_table_free(&t);
     mloc_sslmem_result_free(&r);
+    free(f_abs);
+    free(g_abs);
+    free(data_abs);
     free(taps);
     free(pos);
     free(points);

@@ -47,6 +47,11 @@ mloc_status metrics_cli_open_model(mloc_ctx *ctx, const char *path, mloc_model *
 mloc_status metrics_cli_open_data(mloc_ctx *ctx, const char *cmd, const char *spec, const mloc_model *m,
                                   const metrics_input_opts *o, mloc_dataset *ds, int quiet);
 void metrics_cli_print_units(mloc_ctx *ctx, const mloc_unit_scores *u);
+/* Absolute forms, for the run record, so that memloc analyze finds the
+ * files from any directory: a path (realpath), and a dataset spec whose
+ * path is made absolute. malloc'ed; a copy of the input when that fails. */
+char *metrics_cli_abs_path(const char *path);
+char *metrics_cli_abs_spec(mloc_ctx *ctx, const char *spec);
 
 /* memloc layermem (layermem 1) and memloc sslmem (0) */
 int metrics_cli_layermem(int argc, char **argv, int layermem);
