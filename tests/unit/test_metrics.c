@@ -22,6 +22,7 @@
 #include "memloc/data.h"
 #include "memloc/metrics.h"
 #include "memloc/model.h"
+#include "metrics/internal.h"
 #include "test_util.h"
 
 #define DATA "synthetic:40:16x16x3:4"
@@ -74,6 +75,29 @@ static void test_unitmem_hand(void **state) {
     assert_int_equal(mloc_unitmem_from_mu(ctx, mu, 1, 4, NULL, MLOC_REST_MEAN, score, mx, rest, am, dead),
                      MLOC_ERR_USAGE);
     mloc_ctx_destroy(ctx);
+}
+
+/* A unit's activation: the spatial mean of its channel; a negative element
+ * is reported (image, unit, value) unless abs asks for mean |a|. */
+static void test_spatial_mean(void **state) {
+    (void)state;
+    /* 2 images x 2 units x 4 positions */
+    const float x[16] = {1, 2, 3, 6,  0, 0, 0, 4,  //
+                         1, 1, 1, 1,  2, -2, 4, 0};
+    double act[4];
+    int64_t img;
+    int unit;
+    float val;
+    mloc_metrics_spatial_mean(act, x, 2, 2, 4, 0, &img, &unit, &val);
+    assert_true(act[0] == 3.0 && act[1] == 1.0 && act[2] == 1.0 && act[3] == 1.0);
+    assert_int_equal(img, 1);
+    assert_int_equal(unit, 1);
+    assert_true(val == -2.0f);
+    mloc_metrics_spatial_mean(act, x, 2, 2, 4, 1, &img, &unit, &val);
+    assert_true(act[3] == 2.0); /* (2 + 2 + 4 + 0) / 4 */
+    assert_int_equal(img, -1);
+    mloc_metrics_spatial_mean(act, x, 1, 2, 4, 0, &img, &unit, &val);
+    assert_int_equal(img, -1); /* the first image has none */
 }
 
 /* ---- the table by hand ------------------------------------------------------------- */
@@ -500,6 +524,7 @@ static void test_files_round_trip(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unitmem_hand),
+        cmocka_unit_test(test_spatial_mean),
         cmocka_unit_test(test_layermem_table_hand),
         cmocka_unit_test(test_analyses_known),
         cmocka_unit_test(test_sslmem_f_equals_g_and_swap),
