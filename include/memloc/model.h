@@ -63,7 +63,8 @@ typedef enum {
 
 /* A named point of the forward pass whose output the metrics read. */
 typedef struct {
-    char name[64];     /* "prep", ..., "res1", ..., "res2" */
+    char name[64];     /* ResNet9 "prep", ..., "res1", ..., "res2"; ResNet18/34/50 "stem",
+                          "layer1.0.relu1", [".relu2",] "layer1.0", ... (src/models/resnet.c) */
     int value;
     int units;         /* channels (conv) or neurons */
     mloc_unit_kind unit_kind;
@@ -73,14 +74,22 @@ typedef struct {
 
 typedef enum { MLOC_HEAD_NONE = 0, MLOC_HEAD_SIMCLR, MLOC_HEAD_CLASSIFIER } mloc_head_kind;
 
+/* Stem of the torchvision ResNets (resnet18/34/50; ResNet9 ignores it):
+ *   CIFAR     conv1 3x3 stride 1 padding 1 -> bn1 -> relu (no maxpool): 32x32 stays 32x32.
+ *             (solo-learn pads its 3x3 conv1 by 2, giving 34x34; memloc does not.)
+ *   IMAGENET  conv1 7x7 stride 2 padding 3 -> bn1 -> relu -> maxpool 3x3 stride 2 padding 1.
+ * The parameter names are the same; conv1.weight is [64w, C, 3, 3] or [64w, C, 7, 7]. */
+typedef enum { MLOC_STEM_CIFAR = 0, MLOC_STEM_IMAGENET } mloc_stem;
+
 typedef struct {
-    const char *arch;      /* "resnet9" */
+    const char *arch;      /* "resnet9" (default), "resnet18", "resnet34", "resnet50" */
     int in_channels;       /* default 3 */
     int image_h, image_w;  /* default 32 x 32 */
     double width;          /* channel multiplier, default 1.0 */
     mloc_head_kind head;   /* default SIMCLR */
     int head_hidden;       /* SimCLR head: default 512 */
     int head_out;          /* SimCLR projection dim (128) or classifier classes */
+    mloc_stem stem;        /* ResNet18/34/50 stem: default CIFAR */
 } mloc_model_config;
 
 mloc_model_config mloc_model_config_default(void);
@@ -121,7 +130,9 @@ void mloc_model_free(mloc_model *m);
 /* PyTorch default initialization, each tensor from its own stream
  * ("init", entry index) of the context seed: conv/linear weights
  * kaiming_uniform(a=sqrt 5), i.e. U(+-1/sqrt(fan_in)); biases U(+-1/sqrt(fan_in));
- * BN weight 1, bias 0, running mean 0, var 1, num_batches_tracked 0. */
+ * BN weight 1, bias 0, running mean 0, var 1, num_batches_tracked 0.
+ * The torchvision ResNets (resnet18/34/50) draw their conv weights as
+ * torchvision does: kaiming_normal(fan_out, relu), N(0, 2 / (K R S)). */
 void mloc_model_init_params(mloc_model *m, uint64_t seed);
 
 /* Allocate the activation arena and backend plans for batches up to
@@ -163,10 +174,15 @@ int64_t mloc_model_node_macs(const mloc_model *m, int i);
 /* ---- weights files (safetensors with PyTorch names) ------------------
  * memloc writes its model configuration into the file's __metadata__
  * (memloc_arch, memloc_in_channels, memloc_image_h/w, memloc_width,
- * memloc_head, memloc_head_hidden, memloc_head_out). For files without it
- * (exported from PyTorch), the configuration is inferred from the tensor
- * names and shapes: prep.conv.weight [32w, C, 3, 3] gives resnet9 with C
- * input channels and width w; head.0 / head.2 or classifier.2 give the head. */
+ * memloc_head, memloc_head_hidden, memloc_head_out; memloc_stem for the
+ * torchvision ResNets). For files without it (exported from PyTorch), the
+ * configuration is inferred from the tensor names and shapes:
+ * prep.conv.weight [32w, C, 3, 3] gives resnet9 with C input channels and
+ * width w; conv1.weight [64w, C, R, R] gives a torchvision ResNet with the
+ * CIFAR (R = 3) or ImageNet (R = 7) stem, layer1.0.conv3 a Bottleneck
+ * (resnet50) and the number of layer{k}.{i} blocks resnet18 (2-2-2-2) or
+ * resnet34/50 (3-4-6-3); head.0 / head.2, classifier.2 (resnet9) or fc
+ * (ResNets) give the head. The image size is not in the names: 32 x 32. */
 struct mloc_st_file;
 mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
                                         const struct mloc_st_file *f);
@@ -184,6 +200,8 @@ mloc_status mloc_model_save(mloc_ctx *ctx, const mloc_model *m, const char *path
                             const char *const *extra_meta);
 const char *mloc_head_name(mloc_head_kind h);
 int mloc_head_parse(const char *name); /* -1 if unknown */
+const char *mloc_stem_name(mloc_stem s); /* "cifar", "imagenet" */
+int mloc_stem_parse(const char *name);   /* -1 if unknown */
 
 /* Backend used for this model (AUTO resolves to DNNL when built in). */
 mloc_status mloc_model_set_backend(mloc_ctx *ctx, mloc_model *m, mloc_backend b);

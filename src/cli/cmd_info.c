@@ -11,12 +11,15 @@
 #include "memloc/model.h"
 
 static const char usage_text[] =
-    "usage: memloc info [--arch resnet9] [--in-channels C] [--width W] [--image-size N]\n"
+    "usage: memloc info [--arch resnet9|resnet18|resnet34|resnet50] [--stem cifar|imagenet]\n"
+    "                   [--in-channels C] [--width W] [--image-size N]\n"
     "                   [--head none|simclr|classifier] [--classes K] [--weights F] [--json]\n"
     "\n"
     "Examples:\n"
     "  memloc info                                 # the paper's ResNet9 on 3x32x32\n"
     "  memloc info --in-channels 1 --width 0.5     # a half-width ResNet9 for Fashion-MNIST\n"
+    "  memloc info --arch resnet18                 # torchvision ResNet18, CIFAR stem\n"
+    "  memloc info --arch resnet50 --stem imagenet --image-size 224 --head classifier --classes 1000\n"
     "  memloc info --weights runs/f/model.safetensors   # what a weights file holds\n"
     "\n"
     "Prints every tap (the named layer outputs the memorization metrics read) with\n"
@@ -27,7 +30,9 @@ static const char usage_text[] =
     "metadata is shown.\n"
     "\n"
     "Options:\n"
-    "  --arch NAME          architecture (resnet9)\n"
+    "  --arch NAME          architecture: resnet9 (the paper's), resnet18, resnet34, resnet50\n"
+    "  --stem KIND          ResNet18/34/50 stem: cifar (3x3 conv1, stride 1, padding 1, no\n"
+    "                       maxpool; default) or imagenet (7x7/2 conv1 and a 3x3/2 maxpool)\n"
     "  --in-channels C      input channels (3; 1 for (Fashion-)MNIST)\n"
     "  --width W            channel multiplier (1.0)\n"
     "  --image-size N       input height and width (32)\n"
@@ -61,7 +66,8 @@ int cmd_info(int argc, char **argv) {
         {"width", required_argument, 0, 'w'},       {"image-size", required_argument, 0, 's'},
         {"head", required_argument, 0, 'H'},        {"classes", required_argument, 0, 'k'},
         {"weights", required_argument, 0, 'W'},     {"json", no_argument, 0, 'J'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+        {"stem", required_argument, 0, 'S'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     mloc_model_config cfg = mloc_model_config_default();
     const char *weights = NULL;
     int json = 0, classes = 10, head = MLOC_HEAD_SIMCLR;
@@ -75,6 +81,13 @@ int cmd_info(int argc, char **argv) {
             if (cli_parse_choice("info", "--arch", optarg, mloc_model_archs()) < 0) return 64;
             cfg.arch = optarg;
             break;
+        case 'S': {
+            static const char *const stems[] = {"cifar", "imagenet", NULL};
+            int sk = cli_parse_choice("info", "--stem", optarg, stems);
+            if (sk < 0) return 64;
+            cfg.stem = (mloc_stem)sk;
+            break;
+        }
         case 'c':
             if (!cli_parse_int("info", "--in-channels", optarg, 1, 64, &iv)) return 64;
             cfg.in_channels = (int)iv;
@@ -137,6 +150,8 @@ int cmd_info(int argc, char **argv) {
                                 "image_h", m->cfg.image_h, "image_w", m->cfg.image_w, "width", m->cfg.width,
                                 "head", mloc_head_name(m->cfg.head), "encoder_params", (json_int_t)enc,
                                 "head_params", (json_int_t)(all - enc), "conv_units", conv_units);
+        if (strcmp(m->arch, "resnet9") != 0)
+            json_object_set_new(doc, "stem", json_string(mloc_stem_name(m->cfg.stem)));
         json_t *taps = json_array();
         for (int t = 0; t < m->n_taps; t++) {
             const mloc_tap *tp = &m->taps[t];
@@ -154,8 +169,10 @@ int cmd_info(int argc, char **argv) {
         json_decref(doc);
     } else {
         char a[32], b[32];
-        printf("%s: %d x %d x %d input, width %g, head %s\n", m->arch, m->cfg.in_channels, m->cfg.image_h,
-               m->cfg.image_w, m->cfg.width, mloc_head_name(m->cfg.head));
+        char stem[32] = "";
+        if (strcmp(m->arch, "resnet9") != 0) snprintf(stem, sizeof stem, ", %s stem", mloc_stem_name(m->cfg.stem));
+        printf("%s: %d x %d x %d input%s, width %g, head %s\n", m->arch, m->cfg.in_channels, m->cfg.image_h,
+               m->cfg.image_w, stem, m->cfg.width, mloc_head_name(m->cfg.head));
         if (weights) printf("weights: %s (%d tensors, every encoder tensor checked)\n", weights, mloc_st_count(f));
         printf("\n  %-3s %-18s %-12s %7s %11s\n", "#", "tap", "shape", "units", "params");
         for (int t = 0; t < m->n_taps; t++) {

@@ -34,6 +34,8 @@ void mloc_build_rename(mloc_builder *b, int v, const char *name);
 
 /* Architecture builders: fill m's graph from m->cfg. */
 mloc_status mloc_resnet9_build(mloc_ctx *ctx, mloc_builder *b);
+/* torchvision resnet18 / resnet34 / resnet50 (src/models/resnet.c). */
+mloc_status mloc_resnet_build(mloc_ctx *ctx, mloc_builder *b);
 
 /* ---- backends ---------------------------------------------------------- */
 typedef struct {

@@ -15,7 +15,7 @@ static const char *op_names[] = {
 
 const char *mloc_op_name(mloc_op op) { return (unsigned)op < MLOC_OP_COUNT ? op_names[op] : "?"; }
 
-static const char *const archs[] = {"resnet9", NULL};
+static const char *const archs[] = {"resnet9", "resnet18", "resnet34", "resnet50", NULL};
 
 const char *const *mloc_model_archs(void) { return archs; }
 
@@ -58,8 +58,12 @@ mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_
     mloc_builder b = {.m = m, .module = -1, .group = MLOC_GROUP_ENCODER};
     if (strcmp(m->arch, "resnet9") == 0) {
         st = mloc_resnet9_build(ctx, &b);
+    } else if (strcmp(m->arch, "resnet18") == 0 || strcmp(m->arch, "resnet34") == 0 ||
+               strcmp(m->arch, "resnet50") == 0) {
+        st = mloc_resnet_build(ctx, &b);
     } else {
-        st = mloc_error(ctx, MLOC_ERR_USAGE, "unknown architecture '%s' (known: resnet9)", m->arch);
+        st = mloc_error(ctx, MLOC_ERR_USAGE,
+                        "unknown architecture '%s' (known: resnet9, resnet18, resnet34, resnet50)", m->arch);
     }
     if (st != MLOC_OK) goto fail;
     m->input = 0;
@@ -100,13 +104,29 @@ static int64_t fan_in(const mloc_tensor *w) {
     return f;
 }
 
+/* The torchvision ResNets (not the paper's ResNet9) initialise their convs
+ * as torchvision.models.resnet does. */
+static int torchvision_resnet(const mloc_model *m) {
+    return strcmp(m->arch, "resnet18") == 0 || strcmp(m->arch, "resnet34") == 0 ||
+           strcmp(m->arch, "resnet50") == 0;
+}
+
 void mloc_model_init_params(mloc_model *m, uint64_t seed) {
     const mloc_table *tab = &m->table;
+    const int tv_conv = torchvision_resnet(m);
     for (int i = 0; i < tab->n; i++) {
         const mloc_tensor *e = &tab->t[i];
         void *p = mloc_store_ptr(&m->store, tab, i);
         mloc_rng r;
         mloc_rng_init_tag(&r, seed, "init", (uint64_t)i, 0, 0);
+        if (tv_conv && e->role == MLOC_ROLE_WEIGHT && e->ndim == 4) {
+            /* kaiming_normal_(mode="fan_out", nonlinearity="relu"): N(0, 2 / fan_out),
+             * fan_out = K R S */
+            double sd = sqrt(2.0 / (double)(e->shape[0] * e->shape[2] * e->shape[3]));
+            float *f = p;
+            for (int64_t k = 0; k < e->numel; k++) f[k] = (float)(sd * mloc_rng_normal(&r));
+            continue;
+        }
         switch (e->role) {
         case MLOC_ROLE_WEIGHT:
         case MLOC_ROLE_BIAS: {

@@ -18,6 +18,96 @@ int mloc_head_parse(const char *name) {
     return -1;
 }
 
+static const char *const stem_names[] = {"cifar", "imagenet", NULL};
+
+const char *mloc_stem_name(mloc_stem s) {
+    return (unsigned)s < 2 ? stem_names[s] : "?";
+}
+
+int mloc_stem_parse(const char *name) {
+    for (int i = 0; stem_names[i]; i++)
+        if (strcmp(name, stem_names[i]) == 0) return i;
+    return -1;
+}
+
+/* The static name of a known architecture, NULL if unknown. */
+static const char *known_arch(const char *name) {
+    for (const char *const *a = mloc_model_archs(); *a; a++)
+        if (strcmp(*a, name) == 0) return *a;
+    return NULL;
+}
+
+static int is_torchvision_resnet(const char *arch) {
+    return strcmp(arch, "resnet18") == 0 || strcmp(arch, "resnet34") == 0 || strcmp(arch, "resnet50") == 0;
+}
+
+/* The stem from conv1.weight [64w, C, R, R]: R = 3 CIFAR, R = 7 ImageNet. */
+static mloc_status stem_from_conv1(mloc_ctx *ctx, mloc_model_config *cfg, const mloc_st_file *f,
+                                   const mloc_st_tensor *conv1) {
+    const char *path = mloc_st_path(f);
+    if (!conv1 || conv1->ndim != 4)
+        return mloc_error(ctx, MLOC_ERR_DATA, "%s: no 4-d 'conv1.weight' (torchvision ResNet names expected)",
+                          path);
+    if (conv1->shape[2] == 3 && conv1->shape[3] == 3) {
+        cfg->stem = MLOC_STEM_CIFAR;
+    } else if (conv1->shape[2] == 7 && conv1->shape[3] == 7) {
+        cfg->stem = MLOC_STEM_IMAGENET;
+    } else {
+        return mloc_error(ctx, MLOC_ERR_DATA,
+                          "%s: conv1.weight is %lldx%lld: expected a 3x3 (CIFAR) or 7x7 (ImageNet) stem", path,
+                          (long long)conv1->shape[2], (long long)conv1->shape[3]);
+    }
+    return MLOC_OK;
+}
+
+/* A torchvision ResNet state_dict: the architecture from the block type
+ * (layer1.0.conv3 only in a Bottleneck) and the blocks per layer, width and
+ * input channels from conv1.weight [64w, C, R, R], the head from fc or
+ * head.0 / head.2. */
+static mloc_status infer_resnet(mloc_ctx *ctx, mloc_model_config *cfg, const mloc_st_file *f,
+                                const mloc_st_tensor *conv1) {
+    const char *path = mloc_st_path(f);
+    MLOC_TRY(stem_from_conv1(ctx, cfg, f, conv1));
+    cfg->in_channels = (int)conv1->shape[1];
+    cfg->width = (double)conv1->shape[0] / 64.0;
+    const int bottleneck = mloc_st_find(f, "layer1.0.conv3.weight") != NULL;
+    int n[4];
+    for (int k = 0; k < 4; k++) {
+        char name[64];
+        for (n[k] = 0; n[k] < 1000; n[k]++) {
+            snprintf(name, sizeof name, "layer%d.%d.conv1.weight", k + 1, n[k]);
+            if (!mloc_st_find(f, name)) break;
+        }
+    }
+    const int basic18 = n[0] == 2 && n[1] == 2 && n[2] == 2 && n[3] == 2;
+    const int deep = n[0] == 3 && n[1] == 4 && n[2] == 6 && n[3] == 3;
+    if (!bottleneck && basic18) {
+        cfg->arch = "resnet18";
+    } else if (!bottleneck && deep) {
+        cfg->arch = "resnet34";
+    } else if (bottleneck && deep) {
+        cfg->arch = "resnet50";
+    } else {
+        return mloc_error(ctx, MLOC_ERR_UNSUPPORTED,
+                          "%s: a ResNet with %s blocks %d-%d-%d-%d: expected resnet18 (basic 2-2-2-2), "
+                          "resnet34 (basic 3-4-6-3) or resnet50 (bottleneck 3-4-6-3)",
+                          path, bottleneck ? "bottleneck" : "basic", n[0], n[1], n[2], n[3]);
+    }
+    const mloc_st_tensor *h0 = mloc_st_find(f, "head.0.weight"), *h2 = mloc_st_find(f, "head.2.weight");
+    const mloc_st_tensor *fc = mloc_st_find(f, "fc.weight");
+    if (h0 && h2 && h0->ndim == 2 && h2->ndim == 2) {
+        cfg->head = MLOC_HEAD_SIMCLR;
+        cfg->head_hidden = (int)h0->shape[0];
+        cfg->head_out = (int)h2->shape[0];
+    } else if (fc && fc->ndim == 2) {
+        cfg->head = MLOC_HEAD_CLASSIFIER;
+        cfg->head_out = (int)fc->shape[0];
+    } else {
+        cfg->head = MLOC_HEAD_NONE;
+    }
+    return MLOC_OK;
+}
+
 static int meta_int(const mloc_st_file *f, const char *key, int *out) {
     const char *v = mloc_st_metadata(f, key);
     if (!v) return 0;
@@ -34,10 +124,20 @@ mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
     const char *path = mloc_st_path(f);
     const char *arch = mloc_st_metadata(f, "memloc_arch");
     if (arch) {
-        if (strcmp(arch, "resnet9") != 0)
+        cfg->arch = known_arch(arch);
+        if (!cfg->arch)
             return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "%s: architecture '%s' is not known to this build",
                               path, arch);
-        cfg->arch = "resnet9";
+        if (is_torchvision_resnet(cfg->arch)) {
+            /* memloc_stem; files from before it was written: from conv1.weight */
+            const char *stem = mloc_st_metadata(f, "memloc_stem");
+            int sk = stem ? mloc_stem_parse(stem) : -1;
+            if (stem && sk < 0)
+                return mloc_error(ctx, MLOC_ERR_DATA, "%s: __metadata__ memloc_stem '%s': expected cifar|imagenet",
+                                  path, stem);
+            if (stem) cfg->stem = (mloc_stem)sk;
+            else MLOC_TRY(stem_from_conv1(ctx, cfg, f, mloc_st_find(f, "conv1.weight")));
+        }
         const char *w = mloc_st_metadata(f, "memloc_width");
         if (w) cfg->width = atof(w);
         meta_int(f, "memloc_in_channels", &cfg->in_channels);
@@ -54,11 +154,13 @@ mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
         return MLOC_OK;
     }
     /* no memloc metadata: infer from PyTorch names and shapes */
+    const mloc_st_tensor *conv1 = mloc_st_find(f, "conv1.weight");
+    if (conv1 && conv1->ndim == 4) return infer_resnet(ctx, cfg, f, conv1);
     const mloc_st_tensor *prep = mloc_st_find(f, "prep.conv.weight");
     if (!prep || prep->ndim != 4)
         return mloc_error(ctx, MLOC_ERR_DATA,
-                          "%s: cannot tell the architecture: no memloc metadata and no 4-d 'prep.conv.weight' "
-                          "(the paper's ResNet9 state_dict names are expected)", path);
+                          "%s: cannot tell the architecture: no memloc metadata, no 4-d 'prep.conv.weight' "
+                          "(the paper's ResNet9) and no 4-d 'conv1.weight' (a torchvision ResNet)", path);
     cfg->arch = "resnet9";
     cfg->in_channels = (int)prep->shape[1];
     cfg->width = (double)prep->shape[0] / 32.0;
@@ -133,6 +235,8 @@ mloc_status mloc_model_save(mloc_ctx *ctx, const mloc_model *m, const char *path
                            {"memloc_head_out", buf[5]}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0] && st == MLOC_OK; i++)
         st = mloc_st_writer_meta(w, kv[i][0], kv[i][1]);
+    if (st == MLOC_OK && is_torchvision_resnet(m->arch))
+        st = mloc_st_writer_meta(w, "memloc_stem", mloc_stem_name(m->cfg.stem));
     for (int i = 0; extra_meta && extra_meta[i] && extra_meta[i + 1] && st == MLOC_OK; i += 2)
         st = mloc_st_writer_meta(w, extra_meta[i], extra_meta[i + 1]);
     if (st == MLOC_OK) st = mloc_table_add_to_writer(w, &m->table, &m->store, group);

@@ -17,9 +17,15 @@
  *     dnnl_fuse_norm_relu (the ReLU mask goes to a workspace for backward);
  *     the ReLU's value shares the BN's buffer, and the BN's own pre-ReLU output
  *     is not materialised (so it cannot be read).
- *   - Eval: Conv2d -> BatchNorm2d (running stats) -> ReLU is one convolution
+ *   - Eval: Conv2d -> BatchNorm2d (running stats) [-> ReLU] is one convolution
  *     with the BN folded into weights and bias and the ReLU as a post-op:
  *     w' = w gamma / sqrt(var + eps),  b' = (b - mean) gamma / sqrt(var + eps) + beta.
+ *     (Without the ReLU: the BN in front of a ResNet's residual sum.)
+ *   - A residual sum whose only reader is a ReLU (torchvision's blocks) is one
+ *     step y = max(a + b, 0), the sum not materialised; backward writes
+ *     dy [y > 0] to both inputs at once. The loops run over the whole blocked
+ *     buffer, padding included: oneDNN keeps padded channels at zero, and
+ *     max(0 + 0, 0) keeps them so.
  *
  * Weights: parameters live in PyTorch layout in the model's store. Each
  * forward first reorders them into the blocked layouts of the primitives
@@ -400,13 +406,39 @@ static void fn_linear_bwd(dexec *e, const mloc_model *m, const step *s) {
 static void fn_relu_fwd(dexec *e, const mloc_model *m, const step *s) {
     float *y = s->p[0];
     const float *x = s->p[1];
+#pragma omp parallel for schedule(static) if (s->n > 65536)
     for (int64_t i = 0; i < s->n; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
 
 static void fn_relu_bwd(dexec *e, const mloc_model *m, const step *s) {
     float *dx = s->p[0];
     const float *dy = s->p[1], *y = s->p[2];
+#pragma omp parallel for schedule(static) if (s->n > 65536)
     for (int64_t i = 0; i < s->n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+/* y = max(a + b, 0): a residual sum and the ReLU that reads it */
+static void fn_add_relu(dexec *e, const mloc_model *m, const step *s) {
+    float *y = s->p[0];
+    const float *a = s->p[1], *b = s->p[2];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < s->n; i++) {
+        float v = a[i] + b[i];
+        y[i] = v > 0 ? v : 0;
+    }
+}
+
+/* its backward: both inputs receive g = dy [y > 0] (written, =); p[1] may be
+ * NULL when the second input needs no gradient */
+static void fn_add_relu_bwd(dexec *e, const mloc_model *m, const step *s) {
+    float *da = s->p[0], *db = s->p[1];
+    const float *dy = s->p[2], *y = s->p[3];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < s->n; i++) {
+        float g = y[i] > 0 ? dy[i] : 0;
+        da[i] = g;
+        if (db) db[i] = g;
+    }
 }
 
 /* Eval: fold BN node s->c into conv node s->node (see the header). */
@@ -445,12 +477,19 @@ static int relu_after(const mloc_model *m, int i) {
     return -1;
 }
 
-/* Conv node i -> BN (only reader) -> ReLU (only reader): foldable for eval. */
+/* Conv node i -> BN (only reader) [-> ReLU (only reader)]: foldable for eval. */
 static int bn_after(const mloc_model *m, int i) {
     int b = -1;
-    if (readers(m, m->nodes[i].out, &b) == 1 && m->nodes[b].op == MLOC_OP_BATCHNORM2D &&
-        relu_after(m, b) >= 0)
-        return b;
+    if (readers(m, m->nodes[i].out, &b) == 1 && m->nodes[b].op == MLOC_OP_BATCHNORM2D) return b;
+    return -1;
+}
+
+/* ADD node i whose only reader is a ReLU, on two different values: fuse. */
+static int relu_after_add(const mloc_model *m, int i) {
+    int r = -1;
+    if (m->nodes[i].in[0] != m->nodes[i].in[1] && readers(m, m->nodes[i].out, &r) == 1 &&
+        m->nodes[r].op == MLOC_OP_RELU)
+        return r;
     return -1;
 }
 
@@ -549,7 +588,8 @@ static mloc_status plan_conv(dexec *e, const mloc_model *m, int i, int prog) {
     dnnl_primitive_attr_t attr = attr_new();
     dnnl_post_ops_t po = NULL;
     const dnnl_prop_kind_t prop = train ? dnnl_forward_training : dnnl_forward_inference;
-    if (fold >= 0) {
+    const int fold_relu = fold >= 0 ? relu_after(m, fold) : -1;
+    if (fold_relu >= 0) {
         DN(dnnl_post_ops_create(&po));
         DN(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
         DN(dnnl_primitive_attr_set_post_ops(attr, po));
@@ -592,15 +632,15 @@ static mloc_status plan_conv(dexec *e, const mloc_model *m, int i, int prog) {
     TRY(mem_new(e, &w_mem, w_md, NULL));
     TRY(reorder_step(e, &e->prep[prog], i, &w_plain, w_plain_mem, w_md, w_mem, 0));
 
-    /* output value: the conv's own, or (folded) the ReLU's after the BN */
+    /* output value: the conv's own, or (folded) the BN's or the ReLU's after it */
     int out_v = nd->out;
     if (fold >= 0) {
-        int relu = relu_after(m, fold);
         TRY(bind(e, prog, nd->out, dst_md, 0));
-        alias(e, prog, m->nodes[relu].out, nd->out);
-        e->v[prog][m->nodes[fold].out].materialised = 0;
-        e->planned[fold] = e->planned[relu] = 1;
-        out_v = m->nodes[relu].out;
+        out_v = m->nodes[fold_relu >= 0 ? fold_relu : fold].out;
+        alias(e, prog, out_v, nd->out);
+        e->v[prog][m->nodes[fold].out].materialised = out_v == m->nodes[fold].out;
+        e->planned[fold] = 1;
+        if (fold_relu >= 0) e->planned[fold_relu] = 1;
     } else {
         TRY(bind(e, prog, nd->out, dst_md, train));
     }
@@ -741,24 +781,29 @@ fail:
     return st;
 }
 
+/* Max pooling, or global average pooling as an average pool whose kernel
+ * is the whole H x W map (it reads the blocked layout directly; backward
+ * spreads dy / (H W) over the map). */
 static mloc_status plan_pool(dexec *e, const mloc_model *m, int i, int prog) {
     mloc_status st = MLOC_OK;
     const mloc_node *nd = &m->nodes[i];
     dnode *dn = &e->nd[i];
     const mloc_value *xi = &m->values[nd->in[0]], *yo = &m->values[nd->out];
-    const int train = prog == TRAIN;
+    const int train = prog == TRAIN, global = nd->op == MLOC_OP_AVGPOOL_GLOBAL;
+    const dnnl_alg_kind_t alg = global ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max;
     dval *x = &e->v[prog][nd->in[0]];
-    dnnl_dims_t strides = {nd->u.pool.stride, nd->u.pool.stride}, kernel = {nd->u.pool.k, nd->u.pool.k};
-    dnnl_dims_t dil = {0, 0}, pad_l = {nd->u.pool.pad, nd->u.pool.pad};
-    dnnl_dims_t pad_r = {(yo->h - 1) * nd->u.pool.stride + nd->u.pool.k - xi->h - nd->u.pool.pad,
-                         (yo->w - 1) * nd->u.pool.stride + nd->u.pool.k - xi->w - nd->u.pool.pad};
+    const int stride = global ? 1 : nd->u.pool.stride, pad = global ? 0 : nd->u.pool.pad;
+    dnnl_dims_t strides = {stride, stride};
+    dnnl_dims_t kernel = {global ? xi->h : nd->u.pool.k, global ? xi->w : nd->u.pool.k};
+    dnnl_dims_t dil = {0, 0}, pad_l = {pad, pad};
+    dnnl_dims_t pad_r = {(yo->h - 1) * stride + kernel[0] - xi->h - pad,
+                         (yo->w - 1) * stride + kernel[1] - xi->w - pad};
     dnnl_memory_desc_t dst_any = md4(e->N, yo->c, yo->h, yo->w, dnnl_format_tag_any);
     dnnl_pooling_v2_desc_t pdsc;
     dnnl_primitive_desc_t pd = NULL, bpd = NULL;
     dnnl_primitive_attr_t attr = attr_new();
     DN(dnnl_pooling_v2_forward_desc_init(&pdsc, train ? dnnl_forward_training : dnnl_forward_inference,
-                                         dnnl_pooling_max, &x->md, &dst_any, strides, kernel, dil, pad_l,
-                                         pad_r));
+                                         alg, &x->md, &dst_any, strides, kernel, dil, pad_l, pad_r));
     DN(dnnl_primitive_desc_create(&pd, &pdsc, attr, e->engine, NULL));
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     TRY(bind(e, prog, nd->out, dst_md, train));
@@ -769,12 +814,14 @@ static mloc_status plan_pool(dexec *e, const mloc_model *m, int i, int prog) {
     arg(s, DNNL_ARG_SRC, x->act_mem);
     arg(s, DNNL_ARG_DST, e->v[prog][nd->out].act_mem);
     if (train) {
-        const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
-        TRY(mem_new(e, &dn->pool_ws_mem, ws, NULL));
-        arg(s, DNNL_ARG_WORKSPACE, dn->pool_ws_mem);
+        if (!global) {
+            const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
+            TRY(mem_new(e, &dn->pool_ws_mem, ws, NULL));
+            arg(s, DNNL_ARG_WORKSPACE, dn->pool_ws_mem);
+        }
         dnnl_memory_desc_t dsrc_any = md4(e->N, xi->c, xi->h, xi->w, dnnl_format_tag_any);
-        DN(dnnl_pooling_v2_backward_desc_init(&pdsc, dnnl_pooling_max, &dsrc_any, dst_md, strides, kernel,
-                                              dil, pad_l, pad_r));
+        DN(dnnl_pooling_v2_backward_desc_init(&pdsc, alg, &dsrc_any, dst_md, strides, kernel, dil, pad_l,
+                                              pad_r));
         DN(dnnl_primitive_desc_create(&bpd, &pdsc, attr, e->engine, pd));
         dn->pool_dsrc_md = *dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
         dn->pool_ddst_md = *dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0);
@@ -806,10 +853,17 @@ static mloc_status plan_other(dexec *e, const mloc_model *m, int i, int prog) {
     case MLOC_OP_ADD: {
         dval *b = &e->v[prog][nd->in[1]];
         dnnl_memory_t bm;
+        const int relu = relu_after_add(m, i);
         MLOC_TRY(as_layout(e, prog, p, i, nd->in[1], &x->md, &bm));
         MLOC_TRY(bind(e, prog, nd->out, &x->md, train));
-        if (!(s = fn_step(e, p, i, fn_add))) return MLOC_ERR_NOMEM;
-        s->p[0] = e->v[prog][nd->out].act;
+        if (relu >= 0) {
+            alias(e, prog, m->nodes[relu].out, nd->out);
+            e->planned[relu] = 1;
+            e->nd[relu].fused_into = i;
+        }
+        e->nd[i].fused_relu = relu >= 0;
+        if (!(s = fn_step(e, p, i, relu >= 0 ? fn_add_relu : fn_add))) return MLOC_ERR_NOMEM;
+        s->p[0] = e->v[prog][relu >= 0 ? m->nodes[relu].out : nd->out].act;
         s->p[1] = x->act;
         s->p[2] = bm == b->act_mem ? b->act : NULL;
         if (!s->p[2]) {
@@ -865,6 +919,10 @@ static mloc_status plan_backward(dexec *e, const mloc_model *m) {
         const int a = nd->in[0];
         int out = nd->out;
         if (nd->op == MLOC_OP_RELU && dn->fused_into >= 0) continue; /* runs inside its BN */
+        if (nd->op == MLOC_OP_ADD && dn->fused_relu) {
+            out = m->nodes[relu_after_add(m, i)].out;
+            e->grad_ready[nd->out] = e->grad_ready[out];
+        }
         if (nd->op == MLOC_OP_BATCHNORM2D && dn->fused_relu) {
             int r = relu_after(m, i);
             out = m->nodes[r].out;
@@ -921,15 +979,32 @@ static mloc_status plan_backward(dexec *e, const mloc_model *m) {
             break;
         }
         case MLOC_OP_MAXPOOL2D:
+        case MLOC_OP_AVGPOOL_GLOBAL:
             if (!need_dx) break;
             TRY(gbegin(e, a, &dn->pool_dsrc_md, &g));
             if (!(s = prim_step(e, &e->bwd, i, dn->pool_bwd))) return MLOC_ERR_NOMEM;
             arg(s, DNNL_ARG_DIFF_DST, y->grad_mem);
-            arg(s, DNNL_ARG_WORKSPACE, dn->pool_ws_mem);
+            if (dn->pool_ws_mem) arg(s, DNNL_ARG_WORKSPACE, dn->pool_ws_mem);
             arg(s, DNNL_ARG_DIFF_SRC, g.mem);
             TRY(gfinish(e, i, &g));
             break;
         case MLOC_OP_ADD:
+            if (dn->fused_relu) {
+                /* both gradients from one pass (the inputs differ, relu_after_add) */
+                gdest gs[2];
+                int n = 0;
+                for (int j = 0; j < 2; j++)
+                    if (nd->in[j] != m->input) TRY(gbegin(e, nd->in[j], &y->md, &gs[n++]));
+                if (n == 0) break;
+                if (!(s = fn_step(e, &e->bwd, i, fn_add_relu_bwd))) return MLOC_ERR_NOMEM;
+                s->p[0] = gs[0].buf;
+                s->p[1] = n > 1 ? gs[1].buf : NULL;
+                s->p[2] = y->grad;
+                s->p[3] = y->act;
+                s->n = (int64_t)(dnnl_memory_desc_get_size(&y->md) / sizeof(float));
+                for (int j = 0; j < n; j++) TRY(gfinish(e, i, &gs[j]));
+                break;
+            }
             for (int j = 0; j < 2; j++) {
                 int in = nd->in[j];
                 if (in == m->input) continue;
@@ -1023,7 +1098,7 @@ static mloc_status plan_program(dexec *e, const mloc_model *m, int prog) {
             TRY(plan_conv(e, m, i, prog));
         } else if (nd->op == MLOC_OP_BATCHNORM2D) {
             TRY(plan_bn(e, m, i, prog));
-        } else if (nd->op == MLOC_OP_MAXPOOL2D) {
+        } else if (nd->op == MLOC_OP_MAXPOOL2D || nd->op == MLOC_OP_AVGPOOL_GLOBAL) {
             TRY(plan_pool(e, m, i, prog));
         } else {
             TRY(plan_other(e, m, i, prog));
