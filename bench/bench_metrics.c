@@ -30,6 +30,13 @@ static double now(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+/* user + system CPU seconds of the process (all threads) */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + ru.ru_stime.tv_sec + 1e-6 * ru.ru_stime.tv_usec;
+}
+
 static long max_rss_kb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -95,7 +102,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < points; i++) idx[i] = i;
     const long rss_before = max_rss_kb();
 
-    double t0 = now(), secs;
+    double t0 = now(), c0 = cpu_s(), secs;
     if (layermem) {
         mloc_sslmem_config sc = mloc_sslmem_config_default();
         sc.k = k;
@@ -105,9 +112,12 @@ int main(int argc, char **argv) {
         mloc_layermem_table t;
         CHECK(mloc_layermem_table_make(ctx, &t, &r, NULL, NULL, 0));
         secs = now() - t0;
+        const double cpu = cpu_s() - c0;
         printf("layermem: %lld candidates x %d augmentations (+ clean), f and g, %d taps: %.2f s -> %.1f "
-               "candidates/s, %.0f forward images/s; LayerMem at res2 %.4f\n",
-               points, k, r.n_taps, secs, points / secs, 2.0 * points * (k + 1) / secs, t.random[r.n_taps - 1]);
+               "candidates/s, %.0f forward images/s; %.2f CPU s -> %.1f candidates per CPU s; LayerMem at res2 "
+               "%.4f\n",
+               points, k, r.n_taps, secs, points / secs, 2.0 * points * (k + 1) / secs, cpu, points / cpu,
+               t.random[r.n_taps - 1]);
         printf("bench metrics_layermem memloc=%.2f unit=candidates/s\n", points / secs);
         mloc_layermem_table_free(&t);
         mloc_sslmem_result_free(&r);
@@ -118,11 +128,12 @@ int main(int argc, char **argv) {
         mloc_unit_scores u;
         CHECK(mloc_unitmem_compute(ctx, &u, f, &src, idx, points, NULL, 0, &uc));
         secs = now() - t0;
+        const double cpu = cpu_s() - c0;
         mloc_unit_summary s;
         CHECK(mloc_unit_summarize(ctx, &u, u.n_taps - 1, &s));
-        printf("unitmem: %lld points x %d views, %d taps (%lld units): %.2f s -> %.1f views/s; mean UnitMem at "
-               "res2 %.4f\n",
-               points, k, u.n_taps, (long long)u.units, secs, points * k / secs, s.mean);
+        printf("unitmem: %lld points x %d views, %d taps (%lld units): %.2f s -> %.1f views/s; %.2f CPU s -> %.1f "
+               "views per CPU s; mean UnitMem at res2 %.4f\n",
+               points, k, u.n_taps, (long long)u.units, secs, points * k / secs, cpu, points * k / cpu, s.mean);
         if (memory) {
             const long rss = max_rss_kb();
             printf("memory: %lld of %lld images, rest mean: peak RSS %.1f MB (%.1f MB before the metric), "

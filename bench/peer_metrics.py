@@ -212,19 +212,22 @@ def main():
     k = a.k if a.k is not None else (5 if "layermem" in a.only else 10)
     n = a.ref_points if a.only.startswith("ref-") else a.points
     x = load_images(a.tar, a.split, n)
+    c0 = time.process_time()
     if a.only == "unitmem":
         ta, tf, mean = unitmem(x, k, a.batch)
         v = n * k / (ta + tf)
+        cpu = time.process_time() - c0
         print("peer unitmem: %d images x %d views, %d taps: augment %.2f s + forward/stats %.2f s = %.2f s -> %.1f "
-              "views/s (forward/stats alone %.1f views/s); mean UnitMem at res2 %.4f"
-              % (n, k, len(TAPS), ta, tf, ta + tf, v, n * k / tf, mean))
+              "views/s (forward/stats alone %.1f views/s); %.2f CPU s -> %.1f views per CPU s; mean UnitMem at res2 "
+              "%.4f" % (n, k, len(TAPS), ta, tf, ta + tf, v, n * k / tf, cpu, n * k / cpu, mean))
         print("peer metrics_unitmem=%.1f" % v)
     elif a.only == "layermem":
         ta, tf, lm = layermem(x, k, a.batch)
         v = n / (ta + tf)
+        cpu = time.process_time() - c0
         print("peer layermem: %d candidates x %d augmentations (+ clean), f and g: augment %.2f s + forward/distances "
-              "%.2f s = %.2f s -> %.2f candidates/s (forward alone %.2f); LayerMem at res2 %.4f"
-              % (n, k, ta, tf, ta + tf, v, n / tf, lm))
+              "%.2f s = %.2f s -> %.2f candidates/s (forward alone %.2f); %.2f CPU s -> %.2f candidates per CPU s; "
+              "LayerMem at res2 %.4f" % (n, k, ta, tf, ta + tf, v, n / tf, cpu, n / cpu, lm))
         print("peer metrics_layermem=%.2f" % v)
     elif a.only == "ref-unitmem":
         secs = ref_unitmem(x, k, n)
