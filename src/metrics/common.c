@@ -256,25 +256,45 @@ int mloc_metrics_chunk_points(int batch, int views_per_point) {
 
 /* ---- unit activations ----------------------------------------------------------------- */
 
+/* Sum of v[0..n) (|v| with abs) in a fixed order: 4 running sums over
+ * j mod 4, ((s0+s1)+(s2+s3)) plus the tail; independent sums keep the adds
+ * from waiting on one chain. Sets *neg when an element is negative. */
+static double row_sum(const float *v, int64_t n, int abs, int *neg) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, t = 0;
+    int64_t j = 0;
+    int any = 0;
+    if (abs) {
+        for (; j + 4 <= n; j += 4) {
+            s0 += fabs((double)v[j]);
+            s1 += fabs((double)v[j + 1]);
+            s2 += fabs((double)v[j + 2]);
+            s3 += fabs((double)v[j + 3]);
+        }
+        for (; j < n; j++) t += fabs((double)v[j]);
+    } else {
+        for (; j + 4 <= n; j += 4) {
+            any |= (v[j] < 0) | (v[j + 1] < 0) | (v[j + 2] < 0) | (v[j + 3] < 0);
+            s0 += (double)v[j];
+            s1 += (double)v[j + 1];
+            s2 += (double)v[j + 2];
+            s3 += (double)v[j + 3];
+        }
+        for (; j < n; j++) {
+            any |= v[j] < 0;
+            t += (double)v[j];
+        }
+    }
+    *neg |= any;
+    return ((s0 + s1) + (s2 + s3)) + t;
+}
+
 void mloc_metrics_spatial_mean(double *act, const float *x, int64_t N, int U, int64_t HW,
                                int abs, int64_t *neg_img, int *neg_unit, float *neg_val) {
     int any_neg = 0;
     /* x is (N, U, HW): one row of HW values per (image, unit); each row is
-     * summed by one thread in index order */
+     * summed by one thread in a fixed order */
 #pragma omp parallel for schedule(static) reduction(| : any_neg) if (N * U * HW > MLOC_METRICS_PAR_MIN)
-    for (int64_t r = 0; r < N * U; r++) {
-        const float *v = x + r * HW;
-        double s = 0;
-        if (abs) {
-            for (int64_t j = 0; j < HW; j++) s += fabs((double)v[j]);
-        } else {
-            for (int64_t j = 0; j < HW; j++) {
-                any_neg |= v[j] < 0;
-                s += (double)v[j];
-            }
-        }
-        act[r] = s / (double)HW;
-    }
+    for (int64_t r = 0; r < N * U; r++) act[r] = row_sum(x + r * HW, HW, abs, &any_neg) / (double)HW;
     *neg_img = -1;
     *neg_unit = -1;
     *neg_val = 0;
