@@ -41,7 +41,8 @@ static int width(const mloc_model_config *cfg, int c) {
     return w < 1 ? 1 : w;
 }
 
-/* path.conv{j} -> path.bn{j} [-> path.relu{j}, a tap]; returns the last value. */
+/* path.conv{j} (r x r, padding r / 2, no bias) -> path.bn{j} [-> path.relu{j},
+ * a tap]: (N, C, H, W) -> (N, k, ceil(H / stride), ceil(W / stride)). */
 static int conv_bn(mloc_builder *b, const char *path, int j, int in, int k, int r, int stride,
                    int relu) {
     char name[64];
@@ -56,8 +57,9 @@ static int conv_bn(mloc_builder *b, const char *path, int j, int in, int k, int 
     return v;
 }
 
-/* One residual block (module `path`): in has `inplanes` channels; the output
- * has planes x expansion. */
+/* One residual block (module `path`): x (N, inplanes, H, W) ->
+ * (N, planes x expansion, ceil(H / stride), ceil(W / stride)); the sum
+ * asserts that both branches agree. */
 static int block(mloc_builder *b, const char *path, int x, int inplanes, int planes, int stride,
                  int bottleneck) {
     const int expansion = bottleneck ? 4 : 1;
