@@ -38,7 +38,8 @@
     X(top, INT, top, "50", NULL, "size of the Top and Least sets")                                     \
     X(unit_k, INT, unit_k, "10", NULL, "augmentations per point for UnitMem")                          \
     X(rest, CHOICE, rest, "mean", "mean|median", "UnitMem mu_rest: paper (mean) or reference code (median)") \
-    X(unit_aug, CHOICE, unit_aug, "unitmem", "none|simclr|unitmem", "UnitMem augmentation preset")     \
+    X(unit_aug, CHOICE, unit_aug, "train", "train|none|simclr|unitmem",                               \
+      "UnitMem augmentations: the training pipeline (SPEC 2), or a preset (unitmem: UnitMem.py's)")   \
     X(consistency_k, INT, consistency_k, "100", NULL, "top-k of the overlap between taps")            \
     X(equal_var, BOOL, equal_var, "1", NULL, "Student's t-test (reference) rather than Welch's")       \
     X(metric_seed, U64, metric_seed, "0", NULL, "seed of the metrics' choices and augmentations")      \

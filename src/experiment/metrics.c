@@ -66,10 +66,12 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
     mloc_aug_pipeline aug, unit_aug;
     static const char *const presets[] = {"none", "simclr", "unitmem"};
     st = mloc_train_aug_pipeline(ctx, e->train, -1, &aug);
-    if (st == MLOC_OK) st = mloc_train_aug_pipeline(ctx, e->train, ex->unit_aug, &unit_aug);
+    /* unit_aug 0 = the training pipeline, else a preset index + 1 */
+    const int unit_preset = ex->unit_aug == 0 ? e->train->aug : ex->unit_aug - 1;
+    if (st == MLOC_OK) st = mloc_train_aug_pipeline(ctx, e->train, unit_preset, &unit_aug);
     if (st != MLOC_OK) goto done;
     describe(e->aug_desc, sizeof e->aug_desc, presets[e->train->aug], &aug);
-    describe(e->unit_aug_desc, sizeof e->unit_aug_desc, presets[ex->unit_aug], &unit_aug);
+    describe(e->unit_aug_desc, sizeof e->unit_aug_desc, presets[unit_preset], &unit_aug);
     mloc_view_source src, usrc;
     st = mloc_view_source_dataset(ctx, &src, &e->data, &aug, ex->metric_seed, MLOC_PURPOSE_SSLMEM);
     if (st == MLOC_OK)
@@ -113,7 +115,7 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
     if (st != MLOC_OK) goto done;
     mloc_metric_run urun = run;
     urun.g_path = NULL;
-    urun.aug_preset = presets[ex->unit_aug];
+    urun.aug_preset = presets[unit_preset];
     urun.aug = &unit_aug;
     urun.purpose = MLOC_PURPOSE_UNITMEM;
     st = mloc_unit_scores_write(ctx, mdir, "unitmem", &e->unit, &urun);

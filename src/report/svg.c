@@ -68,12 +68,21 @@ void mloc_buf_escape(mloc_buf *b, const char *s) {
 
 /* ---- shared chart geometry --------------------------------------------------- */
 
-#define W 640
-#define H 320
-#define ML 64 /* margins: left, right, top, bottom */
-#define MR 16
-#define MT 36
-#define MB 84
+/* Chart geometry: size and margins (left, right, top, bottom). Most charts
+ * are 640 x 320; histograms come in small multiples. */
+typedef struct {
+    int w, h, ml, mr, mt, mb;
+} geom;
+
+static const geom wide = {640, 320, 64, 16, 36, 84};
+static const geom small = {360, 220, 52, 12, 32, 40};
+static geom G = {640, 320, 64, 16, 36, 84}; /* the chart being drawn */
+#define W G.w
+#define H G.h
+#define ML G.ml
+#define MR G.mr
+#define MT G.mt
+#define MB G.mb
 
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
 #define NPAL ((int)(sizeof palette / sizeof palette[0]))
@@ -103,7 +112,8 @@ static range nice_range(double lo, double hi) {
 static double sx(double v, range r) { return ML + (v - r.lo) / (r.hi - r.lo) * (W - ML - MR); }
 static double sy(double v, range r) { return H - MB - (v - r.lo) / (r.hi - r.lo) * (H - MT - MB); }
 
-static void chart_open(mloc_buf *b, const char *kind, int marks, const char *title) {
+static void chart_open(mloc_buf *b, const char *kind, int marks, const char *title, const geom *g) {
+    G = *g;
     mloc_buf_printf(b,
                     "<figure><svg class=\"chart\" data-chart=\"%s\" data-marks=\"%d\" viewBox=\"0 0 %d %d\" "
                     "width=\"%d\" height=\"%d\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">"
@@ -154,7 +164,7 @@ void mloc_svg_lines(mloc_buf *b, const char *title, const char *ylabel, const ch
                 hi = fmax(hi, s[k].y[i]);
                 marks++;
             }
-    chart_open(b, "lines", marks, title);
+    chart_open(b, "lines", marks, title, &wide);
     if (marks) {
         range r = nice_range(fmin(lo, 0), hi);
         y_axis(b, r, ylabel);
@@ -208,7 +218,7 @@ void mloc_svg_histogram(mloc_buf *b, const char *title, const double *v, int n, 
     }
     for (int k = 0; count && k < bins; k++)
         if (count[k] > maxc) maxc = count[k];
-    chart_open(b, "histogram", total ? bins : 0, title);
+    chart_open(b, "histogram", total ? bins : 0, title, &small);
     if (total) {
         range yr = nice_range(0, maxc), xr = {lo, hi};
         y_axis(b, yr, "units");
@@ -246,7 +256,7 @@ void mloc_svg_scatter(mloc_buf *b, const char *title, const char *xlabel, const 
             yh = fmax(yh, y[i]);
             marks++;
         }
-    chart_open(b, "scatter", marks, title);
+    chart_open(b, "scatter", marks, title, &wide);
     if (marks) {
         range xr = nice_range(xl, xh), yr = nice_range(yl, yh);
         y_axis(b, yr, ylabel);
@@ -283,7 +293,7 @@ static void heat_colour(double t, char out[8]) {
 
 void mloc_svg_heatmap(mloc_buf *b, const char *title, const char *const *labels, int n,
                       const double *m, double lo, double hi, const char *fmt) {
-    chart_open(b, "heatmap", n * n, title);
+    chart_open(b, "heatmap", n * n, title, &wide);
     if (n > 0) {
         const int left = 120, top = MT + 4, size = H - top - 70;
         double cell = (double)size / n;
@@ -315,7 +325,7 @@ void mloc_svg_bars(mloc_buf *b, const char *title, const char *xlabel, const cha
     double hi = 0;
     for (int i = 0; i < n; i++)
         if (isfinite(v[i])) hi = fmax(hi, v[i]);
-    chart_open(b, "bars", n, title);
+    chart_open(b, "bars", n, title, &wide);
     if (n > 0) {
         const int left = 150, top = MT + 4, height = H - top - 30;
         double bh = (double)height / n;

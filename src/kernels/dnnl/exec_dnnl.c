@@ -74,9 +74,10 @@ typedef struct {
     float *act, *grad;
     dnnl_memory_t act_mem, grad_mem;
     int materialised;
-    dnnl_primitive_t read_reorder;  /* md -> nchw, made on first read */
-    dnnl_memory_t read_mem;
-    float *read_buf;
+    dnnl_primitive_t read_reorder;  /* md -> nchw, made on the first read */
+    dnnl_memory_t read_mem;         /* the reorder's destination: the caller's buffer */
+    float *read_buf;                /* for reads of fewer rows than planned */
+    struct step *read_step;         /* the bound reorder step */
 } dval;
 
 typedef struct {
@@ -105,7 +106,9 @@ struct dexec {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int N;                        /* batch the programs were built for */
+    int train_planned;            /* the training programs are built on the first training forward */
     dval *v[2];                   /* per program (TRAIN, EVAL), per value */
+    int n_values;
     dnode *nd;
     program prep[2], fwd[2], bwd;
     int *eval_end;                /* eval steps [0, eval_end[i]) cover nodes 0..i */
@@ -117,7 +120,7 @@ struct dexec {
     char *cur;
     size_t cur_left;
     void *scratchpad;
-    size_t scratchpad_size;
+    size_t scratchpad_size, scratchpad_cap;
     double *prof[3];              /* seconds per node: train fwd, eval fwd, backward */
     dnnl_primitive_t *prims;
     int n_prims, cap_prims;
@@ -231,7 +234,31 @@ static mloc_status bind_scratchpad(dexec *e, step *s) {
                           e->scratchpad_size);
     dnnl_memory_t sp;
     MLOC_TRY(mem(e, &sp, md, e->scratchpad));
+    for (int k = 0; k < s->nargs; k++)
+        if (s->args[k].arg == DNNL_ARG_SCRATCHPAD) {
+            s->args[k].memory = sp; /* rebinding after the scratchpad grew */
+            return MLOC_OK;
+        }
     arg(s, DNNL_ARG_SCRATCHPAD, sp);
+    return MLOC_OK;
+}
+
+/* (Re)allocate the shared scratchpad when primitives planned later need a
+ * larger one, and rebind every step to it. */
+static mloc_status bind_all_scratchpads(dexec *e, const mloc_model *m) {
+    if (!e->scratchpad || e->scratchpad_size > e->scratchpad_cap) {
+        mloc_free(e->scratchpad);
+        e->scratchpad = mloc_alloc(e->ctx, e->scratchpad_size ? e->scratchpad_size : 1);
+        if (!e->scratchpad) return MLOC_ERR_NOMEM;
+        e->scratchpad_cap = e->scratchpad_size;
+    }
+    program *all[] = {&e->prep[TRAIN], &e->prep[EVAL], &e->fwd[TRAIN], &e->fwd[EVAL], &e->bwd};
+    for (int p = 0; p < 5; p++)
+        for (int k = 0; k < all[p]->n; k++)
+            if (all[p]->s[k].prim) MLOC_TRY(bind_scratchpad(e, &all[p]->s[k]));
+    for (int p = 0; p < 2; p++)
+        for (int v = 0; v < m->n_values; v++)
+            if (e->v[p][v].read_step) MLOC_TRY(bind_scratchpad(e, e->v[p][v].read_step));
     return MLOC_OK;
 }
 
@@ -507,6 +534,8 @@ static void alias(dexec *e, int prog, int v, int u) {
     e->v[prog][v] = e->v[prog][u];
     e->v[prog][v].read_reorder = NULL;
     e->v[prog][v].read_mem = NULL;
+    e->v[prog][v].read_buf = NULL;
+    e->v[prog][v].read_step = NULL;
     e->v[prog][u].materialised = 0;
 }
 
@@ -1066,6 +1095,7 @@ static void dnnl_free_exec(mloc_exec *base) {
     free(e->prims);
     free(e->mems);
     for (int p = 0; p < 2; p++) {
+        for (int v = 0; e->v[p] && v < e->n_values; v++) free(e->v[p][v].read_step); /* each its own */
         free(e->prep[p].s);
         free(e->fwd[p].s);
         free(e->v[p]);
@@ -1121,6 +1151,7 @@ static mloc_status dnnl_plan_n(mloc_ctx *ctx, mloc_model *m, int N) {
     e->nd = calloc((size_t)m->n_nodes, sizeof *e->nd);
     e->v[TRAIN] = calloc((size_t)m->n_values, sizeof(dval));
     e->v[EVAL] = calloc((size_t)m->n_values, sizeof(dval));
+    e->n_values = m->n_values;
     e->eval_end = calloc((size_t)m->n_nodes, sizeof(int));
     e->planned = calloc((size_t)m->n_nodes, 1);
     e->grad_ready = calloc((size_t)m->n_values, 1);
@@ -1130,19 +1161,11 @@ static mloc_status dnnl_plan_n(mloc_ctx *ctx, mloc_model *m, int N) {
         goto fail;
     }
     for (int i = 0; i < m->n_nodes; i++) e->nd[i].fused_into = -1;
-    TRY(plan_program(e, m, TRAIN));
-    TRY(plan_backward(e, m));
+    /* the eval program now; the training programs (activations and
+     * gradients for backward) only when a training forward first needs them,
+     * so evaluation-only work (metrics, features) never allocates them */
     TRY(plan_program(e, m, EVAL));
-    /* the shared scratchpad, now that every primitive is known */
-    e->scratchpad = mloc_alloc(ctx, e->scratchpad_size ? e->scratchpad_size : 1);
-    if (!e->scratchpad) {
-        st = MLOC_ERR_NOMEM;
-        goto fail;
-    }
-    program *all[] = {&e->prep[TRAIN], &e->prep[EVAL], &e->fwd[TRAIN], &e->fwd[EVAL], &e->bwd};
-    for (int p = 0; p < 5; p++)
-        for (int k = 0; k < all[p]->n; k++)
-            if (all[p]->s[k].prim) TRY(bind_scratchpad(e, &all[p]->s[k]));
+    TRY(bind_all_scratchpads(e, m));
     m->exec = &e->base;
     return MLOC_OK;
 fail:
@@ -1152,6 +1175,15 @@ fail:
 
 static mloc_status dnnl_plan(mloc_ctx *ctx, mloc_model *m, int max_batch) {
     return dnnl_plan_n(ctx, m, max_batch);
+}
+
+static mloc_status plan_training(dexec *e, const mloc_model *m) {
+    if (e->train_planned) return MLOC_OK;
+    MLOC_TRY(plan_program(e, m, TRAIN));
+    MLOC_TRY(plan_backward(e, m));
+    MLOC_TRY(bind_all_scratchpads(e, m));
+    e->train_planned = 1;
+    return MLOC_OK;
 }
 
 static double seconds(void) {
@@ -1200,6 +1232,7 @@ static mloc_status exec_forward(mloc_ctx *ctx, mloc_model *m, const float *x, in
         e = (dexec *)m->exec;
     }
     e->ctx = ctx;
+    if (mode == MLOC_MODE_TRAIN) MLOC_TRY(plan_training(e, m));
     const int prog = mode == MLOC_MODE_TRAIN ? TRAIN : EVAL;
     /* input: plain NCHW; an eval batch smaller than planned is zero-padded
      * (eval BN is per sample, so padding does not change the real rows) */
@@ -1228,17 +1261,27 @@ static mloc_status dnnl_read(mloc_ctx *ctx, mloc_model *m, int v, float *dst) {
         memcpy(dst, x->act, n * sizeof(float));
         return MLOC_OK;
     }
-    if (!x->read_reorder) {
-        MLOC_TRY(mem_new(e, &x->read_mem, &plain, &x->read_buf));
+    if (!x->read_step) {
+        /* the reorder to plain NCHW, bound once; it writes straight into the
+         * caller's buffer when the read covers the planned batch */
+        x->read_step = calloc(1, sizeof *x->read_step);
+        if (!x->read_step) return mloc_error(ctx, MLOC_ERR_NOMEM, "oneDNN backend: out of memory");
         MLOC_TRY(reorder(e, &x->read_reorder, &x->md, &plain, 0));
+        MLOC_TRY(mem(e, &x->read_mem, &plain, NULL));
+        x->read_step->prim = x->read_reorder;
+        arg(x->read_step, DNNL_ARG_FROM, x->act_mem);
+        arg(x->read_step, DNNL_ARG_TO, x->read_mem);
+        MLOC_TRY(bind_all_scratchpads(e, m));
     }
-    step s = {.prim = x->read_reorder};
-    arg(&s, DNNL_ARG_FROM, x->act_mem);
-    arg(&s, DNNL_ARG_TO, x->read_mem);
-    TRY(bind_scratchpad(e, &s));
-    DN(dnnl_primitive_execute(s.prim, e->stream, s.nargs, s.args));
+    float *target = dst;
+    if (e->base.N < e->N) {
+        if (!x->read_buf && !(x->read_buf = take(e, dnnl_memory_desc_get_size(&plain)))) return MLOC_ERR_NOMEM;
+        target = x->read_buf;
+    }
+    DN(dnnl_memory_set_data_handle(x->read_mem, target));
+    DN(dnnl_primitive_execute(x->read_step->prim, e->stream, x->read_step->nargs, x->read_step->args));
     DN(dnnl_stream_wait(e->stream));
-    memcpy(dst, x->read_buf, n * sizeof(float));
+    if (target != dst) memcpy(dst, target, n * sizeof(float));
 fail:
     return st;
 }
