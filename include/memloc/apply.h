@@ -252,6 +252,30 @@ mloc_status mloc_unit_finetune(mloc_ctx *ctx, mloc_model *m, int tap, int unit, 
                                const mloc_unit_finetune_config *cfg, double *first_loss,
                                double *last_loss);
 
+/* The single-unit check of SPEC.md 8: UnitMem over an evaluation set (the
+ * point and eval_points - 1 others of d chosen with mloc_metrics_choose,
+ * tag "unit-check") with k views of `view_aug` (stream purpose "unitmem",
+ * the seed of cfg), before and after mloc_unit_finetune of the unit.
+ * Controls: the other units of the same tap (their parameters and inputs do
+ * not change, so their UnitMem must stay exactly the same) and every unit of
+ * the later taps (their input changes through the unit). */
+typedef struct {
+    double before, after;               /* UnitMem of the unit */
+    double mu_before, mu_after;         /* its mean activation mu_u(x) on the point */
+    int64_t argmax_before, argmax_after;/* its mu_max point (dataset index) */
+    double same_tap_before, same_tap_after, same_tap_max_change; /* mean UnitMem of the tap's
+                                                                    other units, largest |change| */
+    double later_before, later_after, later_max_change;          /* units of later taps */
+    int64_t later_units;
+    double first_loss, last_loss;
+    int64_t n_points;
+} mloc_unit_check_result;
+
+mloc_status mloc_unit_check(mloc_ctx *ctx, mloc_model *m, int tap, int unit, const mloc_dataset *d,
+                            int64_t point, const mloc_aug_pipeline *train_aug,
+                            const mloc_aug_pipeline *view_aug, const mloc_unit_finetune_config *cfg,
+                            int64_t eval_points, int k, mloc_unit_check_result *res);
+
 /* NT-Xent anchored on one point. z (R, D) with R = 2P + M: rows 2p and
  * 2p+1 are the p-th pair of views of the anchor point, rows 2P .. R-1 one
  * view each of M other points. With u = z / max(||z||, 1e-12) and

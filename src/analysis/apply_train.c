@@ -16,6 +16,27 @@
 
 #define EVAL_CHUNK 1024 /* test images per feature extraction */
 
+/* A fresh model with m's configuration, backend and every tensor of m.
+ * Measurements after training run on such a copy: with the oneDNN backend,
+ * a model that ran a training forward and is then planned for a larger
+ * batch gives wrong eval-mode activations (negative values after a ReLU;
+ * reported to the model's owner), while a fresh plan is right. */
+static mloc_status fresh_copy(mloc_ctx *ctx, const mloc_model *m, mloc_model **out) {
+    *out = NULL;
+    mloc_model *c = NULL;
+    MLOC_TRY(mloc_model_create(ctx, &c, &m->cfg));
+    mloc_status st = mloc_model_set_backend(ctx, c, m->backend);
+    if (st != MLOC_OK) {
+        mloc_model_free(c);
+        return st;
+    }
+    memcpy(c->store.param, m->store.param, (size_t)m->table.numel[MLOC_BLOCK_PARAM] * sizeof(float));
+    memcpy(c->store.buffer, m->store.buffer, (size_t)m->table.numel[MLOC_BLOCK_BUFFER] * sizeof(float));
+    memcpy(c->store.counter, m->store.counter, (size_t)m->table.numel[MLOC_BLOCK_COUNTER] * sizeof(int64_t));
+    *out = c;
+    return MLOC_OK;
+}
+
 /* ---- memorization-guided fine-tuning ------------------------------------------------ */
 
 mloc_finetune_config mloc_finetune_config_default(void) {
@@ -277,7 +298,10 @@ mloc_status mloc_finetune_run(mloc_ctx *ctx, mloc_model *m, const int *modules, 
         snprintf(status, sizeof status, "loss %.4f", res->final_loss);
         mloc_progress(ctx, "finetune", epoch + 1, cfg->epochs, status);
     }
-    st = test_accuracy(ctx, m, &h, test, B, &eval_pipe, &res->test_top1);
+    mloc_model *copy = NULL;
+    st = fresh_copy(ctx, m, &copy);
+    if (st == MLOC_OK) st = test_accuracy(ctx, copy, &h, test, B, &eval_pipe, &res->test_top1);
+    mloc_model_free(copy);
 done:
     memcpy(m->bn_eval, saved_bn, (size_t)m->n_modules + 1);
     free(saved_bn);
@@ -484,5 +508,95 @@ done:
     free(dzd);
     free(neg);
     free(saved_bn);
+    return st;
+}
+
+/* ---- the single-unit check with UnitMem before and after ------------------------------- */
+
+static mloc_status check_scores(mloc_ctx *ctx, mloc_model *m, const mloc_view_source *src, const int64_t *points,
+                                int64_t n, const int *taps, int nt, int k, mloc_unit_scores *u) {
+    mloc_unit_config uc = mloc_unitmem_config_default();
+    uc.k = k;
+    uc.save_mu = 0; /* the unit's tap: mu of the point */
+    return mloc_unitmem_compute(ctx, u, m, src, points, n, taps, nt, &uc);
+}
+
+mloc_status mloc_unit_check(mloc_ctx *ctx, mloc_model *m, int tap, int unit, const mloc_dataset *d,
+                            int64_t point, const mloc_aug_pipeline *train_aug,
+                            const mloc_aug_pipeline *view_aug, const mloc_unit_finetune_config *cfg,
+                            int64_t eval_points, int k, mloc_unit_check_result *res) {
+    memset(res, 0, sizeof *res);
+    mloc_param_span spans[4];
+    int ns;
+    MLOC_TRY(mloc_apply_unit_params(ctx, m, tap, unit, spans, &ns));
+    if (point < 0 || point >= d->n)
+        return mloc_error(ctx, MLOC_ERR_USAGE, "unit check: point %lld, expected 0..%lld", (long long)point,
+                          (long long)d->n - 1);
+    if (eval_points < 2 || eval_points > d->n)
+        return mloc_error(ctx, MLOC_ERR_USAGE, "unit check: %lld evaluation points, expected 2..%lld",
+                          (long long)eval_points, (long long)d->n);
+    const int nt = m->n_taps - tap;
+    int *taps = malloc((size_t)nt * sizeof *taps);
+    int64_t *pos = malloc((size_t)d->n * sizeof *pos), *points = malloc((size_t)eval_points * sizeof *points);
+    mloc_unit_scores u0, u1;
+    memset(&u0, 0, sizeof u0);
+    memset(&u1, 0, sizeof u1);
+    mloc_status st = MLOC_OK;
+    if (!taps || !pos || !points) {
+        st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory for the unit check");
+        goto done;
+    }
+    for (int t = 0; t < nt; t++) taps[t] = tap + t;
+    /* the point first, then eval_points - 1 others */
+    int64_t got = 0;
+    st = mloc_metrics_choose(ctx, d->n - 1, eval_points - 1, cfg->seed, "unit-check", pos, &got);
+    if (st != MLOC_OK) goto done;
+    points[0] = point;
+    for (int64_t i = 0; i < got; i++) points[1 + i] = pos[i] >= point ? pos[i] + 1 : pos[i];
+    res->n_points = 1 + got;
+    mloc_view_source src;
+    st = mloc_view_source_dataset(ctx, &src, d, view_aug, cfg->seed, MLOC_PURPOSE_UNITMEM);
+    if (st == MLOC_OK) st = check_scores(ctx, m, &src, points, res->n_points, taps, nt, k, &u0);
+    if (st == MLOC_OK)
+        st = mloc_unit_finetune(ctx, m, tap, unit, d, point, train_aug, cfg, &res->first_loss, &res->last_loss);
+    mloc_model *copy = NULL;
+    if (st == MLOC_OK) st = fresh_copy(ctx, m, &copy);
+    if (st == MLOC_OK) st = check_scores(ctx, copy, &src, points, res->n_points, taps, nt, k, &u1);
+    mloc_model_free(copy);
+    if (st != MLOC_OK) goto done;
+
+    const int U = u0.offset[1];
+    res->before = u0.score[unit];
+    res->after = u1.score[unit];
+    res->mu_before = u0.mu[unit];
+    res->mu_after = u1.mu[unit];
+    res->argmax_before = u0.argmax[unit];
+    res->argmax_after = u1.argmax[unit];
+    double s0 = 0, s1 = 0, mx = 0;
+    for (int i = 0; i < U; i++) {
+        if (i == unit) continue;
+        s0 += u0.score[i];
+        s1 += u1.score[i];
+        mx = fmax(mx, fabs(u1.score[i] - u0.score[i]));
+    }
+    res->same_tap_before = U > 1 ? s0 / (U - 1) : NAN;
+    res->same_tap_after = U > 1 ? s1 / (U - 1) : NAN;
+    res->same_tap_max_change = mx;
+    s0 = s1 = mx = 0;
+    for (int64_t i = U; i < u0.units; i++) {
+        s0 += u0.score[i];
+        s1 += u1.score[i];
+        mx = fmax(mx, fabs(u1.score[i] - u0.score[i]));
+    }
+    res->later_units = u0.units - U;
+    res->later_before = res->later_units ? s0 / (double)res->later_units : NAN;
+    res->later_after = res->later_units ? s1 / (double)res->later_units : NAN;
+    res->later_max_change = mx;
+done:
+    mloc_unit_scores_free(&u0);
+    mloc_unit_scores_free(&u1);
+    free(taps);
+    free(pos);
+    free(points);
     return st;
 }

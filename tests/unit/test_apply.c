@@ -97,7 +97,7 @@ static int module_of(const mloc_model *m, const char *name) {
 
 static void test_blocks_and_unit_params(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *m = tiny(ctx, MLOC_HEAD_SIMCLR, 1);
     int blocks[64], n;
     mloc_apply_blocks(m, blocks, &n);
@@ -168,7 +168,7 @@ static void expect_blocks(const mloc_model *m, const int *got, int n, const char
 
 static void test_select_rules(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *m = tiny(ctx, MLOC_HEAD_NONE, 1);
     mloc_layer_scores s = hand_scores();
     int got[8];
@@ -223,7 +223,7 @@ static void test_select_rules(void **state) {
 
 static void test_layer_scores_read(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     const char *dir = test_tmpdir("apply_scores");
     char sub[512], path[600];
     snprintf(sub, sizeof sub, "%s/metrics", dir);
@@ -297,7 +297,7 @@ static void unit_scores_free(mloc_unit_scores *u) {
 
 static void test_prune_select(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *m = tiny(ctx, MLOC_HEAD_NONE, 1);
     mloc_unit_scores u = fake_unitmem(m);
     mloc_prune_config c = mloc_prune_config_default();
@@ -384,7 +384,7 @@ static void test_prune_select(void **state) {
  * image and position (eval and training mode), others do not. */
 static void test_prune_units(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *m = tiny(ctx, MLOC_HEAD_NONE, 3);
     snap before = take(m);
     const int t_l2 = mloc_model_find_tap(m, "layer2"), t_prep = mloc_model_find_tap(m, "prep"),
@@ -460,7 +460,7 @@ static void test_prune_units(void **state) {
 
 static void test_swap_blocks(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *a = tiny(ctx, MLOC_HEAD_SIMCLR, 5), *b = tiny(ctx, MLOC_HEAD_SIMCLR, 6);
     snap sa = take(a), sb = take(b);
     const char *names[] = {"layer2", "prep", "layer3_residual1"};
@@ -519,7 +519,7 @@ static void open_synthetic(mloc_ctx *ctx, mloc_dataset *d, const char *spec) {
  * running statistic and counter is bitwise unchanged; the chosen blocks'
  * parameters and running statistics moved; bn_eval is restored. */
 static void finetune_frozen(mloc_backend backend) {
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *m = tiny(ctx, MLOC_HEAD_NONE, 7);
     assert_int_equal(mloc_model_set_backend(ctx, m, backend), MLOC_OK);
     mloc_dataset train, test;
@@ -592,7 +592,7 @@ static void test_finetune_frozen_ref(void **state) {
  * one table start from the same encoder. */
 static void test_finetune_reproducible(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_dataset train, test;
     open_synthetic(ctx, &train, "synthetic:32:32x32x3:4");
     open_synthetic(ctx, &test, "synthetic:16:32x32x3:4");
@@ -624,7 +624,7 @@ static void test_finetune_reproducible(void **state) {
 
 static void test_unit_finetune_only_unit(void **state) {
     (void)state;
-    mloc_ctx *ctx = test_ctx(2);
+    mloc_ctx *ctx = test_ctx(1);
     mloc_model *m = tiny(ctx, MLOC_HEAD_SIMCLR, 4);
     mloc_dataset d;
     open_synthetic(ctx, &d, "synthetic:24:32x32x3:4");
