@@ -263,6 +263,7 @@ typedef struct {
     double before, after;               /* UnitMem of the unit */
     double mu_before, mu_after;         /* its mean activation mu_u(x) on the point */
     int64_t argmax_before, argmax_after;/* its mu_max point (dataset index) */
+    int dead_before, dead_after;        /* mu_max = 0: the unit never fires */
     double same_tap_before, same_tap_after, same_tap_max_change; /* mean UnitMem of the tap's
                                                                     other units, largest |change| */
     double later_before, later_after, later_max_change;          /* units of later taps */

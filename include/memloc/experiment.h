@@ -43,7 +43,16 @@
     X(consistency_k, INT, consistency_k, "100", NULL, "top-k of the overlap between taps")            \
     X(equal_var, BOOL, equal_var, "1", NULL, "Student's t-test (reference) rather than Welch's")       \
     X(metric_seed, U64, metric_seed, "0", NULL, "seed of the metrics' choices and augmentations")      \
-    X(metric_batch, INT, metric_batch, "256", NULL, "images per forward pass in the metrics")
+    X(metric_batch, INT, metric_batch, "256", NULL, "images per forward pass in the metrics")           \
+    /* the applications section (src/experiment/applications.c, SPEC 8) */                             \
+    X(applications, BOOL, applications, "0", NULL,                                                     \
+      "also run the applications: fine-tuning, pruning, layer exchange, single-unit check, SSL vs supervised") \
+    X(app_data, STR, app_data, "", NULL, "applications: TRAIN,TEST labelled downstream sets (fine-tuning, pruning)") \
+    X(app_epochs, INT, app_epochs, "3", NULL, "applications: fine-tuning epochs")                      \
+    X(app_donor, STR, app_donor, "", NULL, "applications: donor encoder for the layer-exchange table")  \
+    X(app_donor_data, STR, app_donor_data, "", NULL, "applications: TRAIN,TEST of the donor's domain")  \
+    X(supervised, STR, supervised, "", NULL,                                                           \
+      "applications: supervised encoder for ClassMem vs UnitMem (empty: train one on f's data)")
 
 typedef struct {
     MLOC_EXPERIMENT_OPTIONS(MLOC_OPT_FIELD)

@@ -572,6 +572,8 @@ mloc_status mloc_unit_check(mloc_ctx *ctx, mloc_model *m, int tap, int unit, con
     res->mu_after = u1.mu[unit];
     res->argmax_before = u0.argmax[unit];
     res->argmax_after = u1.argmax[unit];
+    res->dead_before = u0.dead[unit];
+    res->dead_after = u1.dead[unit];
     double s0 = 0, s1 = 0, mx = 0;
     for (int i = 0; i < U; i++) {
         if (i == unit) continue;

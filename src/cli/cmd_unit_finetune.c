@@ -234,6 +234,8 @@ int cmd_unit_finetune(int argc, char **argv) {
             "mean_after", r.later_after, "max_abs_change", r.later_max_change, "first_loss", r.first_loss,
             "last_loss", r.last_loss);
         json_object_set_new(doc, "rises", json_boolean(r.after > r.before));
+        json_object_set_new(doc, "dead_before", json_boolean(r.dead_before));
+        json_object_set_new(doc, "dead_after", json_boolean(r.dead_after));
         char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         if (text) puts(text);
         free(text);
@@ -247,7 +249,10 @@ int cmd_unit_finetune(int argc, char **argv) {
                r.after > r.before ? "(rises)" : "(does not rise)");
         printf("  %-28s %10.4f %10.4f\n", "its mu on the point", r.mu_before, r.mu_after);
         printf("  %-28s %10lld %10lld%s\n", "its mu_max point", (long long)r.argmax_before, (long long)r.argmax_after,
-               r.argmax_after == point ? "  (the point)" : "");
+               r.dead_after ? "  (dead: it never fires)" : r.argmax_after == point ? "  (the point)" : "");
+        if (r.dead_before)
+            printf("  note: the unit is dead on the evaluation set (mu_max = 0): its ReLU passes no gradient; pick a "
+                   "live unit (memloc unitmem lists them)\n");
         printf("  %-28s %10.4f %10.4f  max |change| %.3g\n", "other units of the tap", r.same_tap_before,
                r.same_tap_after, r.same_tap_max_change);
         if (r.later_units)

@@ -199,6 +199,7 @@ mloc_status mloc_experiment_run(mloc_ctx *ctx, const mloc_train_config *train,
 
     /* 3. metrics and analyses, 4. summary and report */
     st = mloc_experiment_metrics(&e);
+    if (st == MLOC_OK && ex->applications) st = mloc_experiment_applications(&e);
     if (st == MLOC_OK) st = mloc_experiment_summary(&e, res);
     if (st == MLOC_OK) st = mloc_experiment_report(&e, res);
 done:

@@ -8,6 +8,7 @@
 #include "memloc/data.h"
 #include "memloc/experiment.h"
 #include "memloc/metrics.h"
+#include "memloc/report.h"
 #include "memloc/stats.h"
 
 typedef struct {
@@ -38,5 +39,10 @@ mloc_status mloc_experiment_metrics(exp_state *e);
 mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res);
 mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res);
 void mloc_experiment_state_free(exp_state *e);
+/* --applications (applications.c): run and write DIR/applications/; add its
+ * tables to summary.json; the report section. */
+mloc_status mloc_experiment_applications(exp_state *e);
+void mloc_experiment_applications_summary(exp_state *e, json_t *summary);
+void mloc_experiment_applications_report(exp_state *e, mloc_buf *b);
 
 #endif

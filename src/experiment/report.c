@@ -240,6 +240,7 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
 
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", e->dir);
+    if (e->ex->applications) mloc_experiment_applications_summary(e, s);
     e->summary = s;
     return mloc_json_save(e->ctx, path, s);
 }
@@ -469,6 +470,8 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
     free(epl);
     curve_free(&cf);
     curve_free(&cg);
+
+    if (e->ex->applications) mloc_experiment_applications_report(e, &b);
 
     /* configuration and variants */
     mloc_buf_puts(&b, "<h2 id=\"config\">Configuration</h2>\n<table><tr><th>metric choice (SPEC 6)</th><th>used</th></tr>");
