@@ -255,4 +255,60 @@ void mloc_dropout_forward_f64(double *y, const double *x, const uint8_t *mask, i
 void mloc_dropout_backward_f64(double *dx, const double *dy, const uint8_t *mask, int64_t n,
                                double p);
 
+/* ===================== SSL method losses (SimSiam, DINO) ================= */
+
+/* ---- row-wise L2 normalisation -----------------------------------------
+ * x, y (M, D): y_m = x_m / max(||x_m||, eps) (F.normalize(x, dim=-1); its
+ * eps is 1e-12). save_norm (M) receives the unclamped norms (may be NULL when
+ * no backward follows). Backward (=) from y and the norms:
+ * dx_m = (dy_m - y_m (y_m . dy_m)) / ||x_m||, or dy_m / eps where ||x_m|| < eps.
+ * The DINO head normalises its bottleneck output with it, and its last
+ * layer's weight rows (weight_norm with g = 1). */
+void mloc_l2norm_forward(float *y, float *save_norm, const float *x, int M, int D, double eps);
+void mloc_l2norm_backward(float *dx, const float *dy, const float *y, const float *save_norm,
+                          int M, int D, double eps);
+void mloc_l2norm_forward_f64(double *y, double *save_norm, const double *x, int M, int D,
+                             double eps);
+void mloc_l2norm_backward_f64(double *dx, const double *dy, const double *y,
+                              const double *save_norm, int M, int D, double eps);
+
+/* ---- SimSiam negative cosine loss (Chen & He 2021) ---------------------
+ * p, z (2N, D) view-major (rows 0..N-1 first views, N..2N-1 second views):
+ * predictions and projections. L = D(p1, sg(z2))/2 + D(p2, sg(z1))/2 with
+ * D(p, z) = -mean_n cos(p_n, z_n), cos over norms clamped at 1e-8 (torch
+ * 1.13 cosine_similarity). z is a constant (stop-gradient): dp (=) is
+ * written if non-NULL, nothing for z. The _ws form takes n2 doubles of
+ * scratch; the plain form mallocs them (NaN if that fails). */
+double mloc_simsiam_loss(float *dp, const float *p, const float *z, int n2, int D);
+double mloc_simsiam_loss_f64(double *dp, const double *p, const double *z, int n2, int D);
+double mloc_simsiam_loss_ws(float *dp, double *work, const float *p, const float *z, int n2,
+                            int D);
+double mloc_simsiam_loss_ws_f64(double *dp, double *work, const double *p, const double *z,
+                                int n2, int D);
+
+/* ---- DINO loss and centre (Caron et al. 2021, DINOLoss) ----------------
+ * s (V*B, K) student outputs of V crops (crop-major; crops 0, 1 global),
+ * t (2*B, K) teacher outputs of the global crops, center (K):
+ * L = mean over the 2(V-1) pairs (global crop c, crop v != c) of
+ * mean_b -softmax((t_c[b] - center)/teacher_temp) . log_softmax(s_v[b]/student_temp).
+ * ds (=) if non-NULL; the teacher side is a constant. The _ws form takes
+ * mloc_dino_loss_work_len(B, K) doubles of scratch; the plain form mallocs
+ * them (NaN if that fails). */
+int64_t mloc_dino_loss_work_len(int B, int K);
+double mloc_dino_loss(float *ds, const float *s, const float *t, const float *center, int B, int V,
+                      int K, float student_temp, float teacher_temp);
+double mloc_dino_loss_f64(double *ds, const double *s, const double *t, const double *center, int B,
+                          int V, int K, double student_temp, double teacher_temp);
+double mloc_dino_loss_ws(float *ds, double *work, const float *s, const float *t,
+                         const float *center, int B, int V, int K, float student_temp,
+                         float teacher_temp);
+double mloc_dino_loss_ws_f64(double *ds, double *work, const double *s, const double *t,
+                             const double *center, int B, int V, int K, double student_temp,
+                             double teacher_temp);
+/* center = center * momentum + (1 - momentum) * mean of t's rows (rows, K)
+ * (DINOLoss.update_center; DINO's momentum is 0.9). */
+void mloc_dino_center_update(float *center, const float *t, int rows, int K, double momentum);
+void mloc_dino_center_update_f64(double *center, const double *t, int rows, int K,
+                                 double momentum);
+
 #endif
