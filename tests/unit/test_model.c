@@ -226,8 +226,52 @@ static void test_partial_and_small_batch(void **state) {
     mloc_ctx_destroy(ctx);
 }
 
+/* Switching between training batches and eval batches of other sizes (the
+ * oneDNN backend plans its training programs for the training batch and its
+ * eval program for the eval capacity) gives the same activations as a fresh
+ * model with the same parameters and statistics. */
+static void test_mixed_batches(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(2);
+    mloc_model_config cfg = mloc_model_config_default();
+    cfg.width = 0.25;
+    mloc_model *m, *fresh;
+    assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_OK);
+    assert_int_equal(mloc_model_plan(ctx, m, 8), MLOC_OK);
+    float x[24 * 3 * 32 * 32];
+    test_fill_uniform_f32(x, 24 * 3 * 32 * 32, 0, 1, 5);
+    int tap = m->taps[mloc_model_find_tap(m, "res2")].value;
+    int64_t n = mloc_model_value_numel(m, tap);
+    float *a = malloc(24 * n * sizeof(float)), *b = malloc(24 * n * sizeof(float));
+    /* eval 8, train 4, eval 24 (a larger plan), train 6, eval 5 */
+    assert_int_equal(mloc_model_forward(ctx, m, x, 8, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_forward(ctx, m, x, 4, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    assert_int_equal(mloc_model_forward(ctx, m, x, 24, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, m, tap, a), MLOC_OK);
+    assert_int_equal(mloc_model_create(ctx, &fresh, &cfg), MLOC_OK);
+    memcpy(fresh->store.buffer, m->store.buffer, m->table.numel[MLOC_BLOCK_BUFFER] * sizeof(float));
+    assert_int_equal(mloc_model_forward(ctx, fresh, x, 24, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, fresh, tap, b), MLOC_OK);
+    assert_true(test_close_f32("eval 24 after train 4", a, b, 24 * n, 1e-6, 1e-5));
+    assert_int_equal(mloc_model_forward(ctx, m, x, 6, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    assert_int_equal(mloc_model_forward(ctx, m, x, 5, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, m, tap, a), MLOC_OK);
+    memcpy(fresh->store.buffer, m->store.buffer, m->table.numel[MLOC_BLOCK_BUFFER] * sizeof(float));
+    mloc_model_params_changed(fresh);
+    assert_int_equal(mloc_model_forward(ctx, fresh, x, 5, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, fresh, tap, b), MLOC_OK);
+    assert_true(test_close_f32("eval 5 after train 6", a, b, 5 * n, 1e-6, 1e-5));
+    for (int64_t i = 0; i < 5 * n; i++) assert_true(a[i] >= 0); /* post-ReLU sums */
+    free(a);
+    free(b);
+    mloc_model_free(m);
+    mloc_model_free(fresh);
+    mloc_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mixed_batches),
         cmocka_unit_test(test_resnet9_structure),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_dnnl_matches_ref),

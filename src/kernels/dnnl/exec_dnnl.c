@@ -57,6 +57,7 @@ struct step {
     dnnl_exec_arg_t args[MAX_ARGS];
     step_fn fn;
     int node;
+    int batch;   /* the program's batch (linear steps) */
     float *p[4];
     int64_t n, c;
 };
@@ -105,8 +106,9 @@ struct dexec {
     mloc_ctx *ctx;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
-    int N;                        /* batch the programs were built for */
-    int train_planned;            /* the training programs are built on the first training forward */
+    int n[2];                     /* batch of the TRAIN and EVAL programs (0: not planned) */
+    int train_planned;            /* the training programs are built on the first training forward,
+                                     for its batch, which may differ from the eval batch */
     dval *v[2];                   /* per program (TRAIN, EVAL), per value */
     int n_values;
     dnode *nd;
@@ -170,7 +172,7 @@ static void *take(dexec *e, size_t bytes) {
         char **list = c ? realloc(e->chunks, (size_t)(e->n_chunks + 1) * sizeof *list) : NULL;
         if (!list) {
             mloc_free(c);
-            mloc_error(e->ctx, MLOC_ERR_NOMEM, "oneDNN backend: out of memory (batch %d)", e->N);
+            mloc_error(e->ctx, MLOC_ERR_NOMEM, "oneDNN backend: out of memory (batch %d)", e->n[EVAL]);
             return NULL;
         }
         e->chunks = list;
@@ -405,7 +407,7 @@ static void fn_conv_bias_grad(dexec *e, const mloc_model *m, const step *s) {
 /* Linear: y (N,O) = x (N,I) w^T + b, row-major sgemm. */
 static void fn_linear_fwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
-    const int N = e->N, I = m->values[nd->in[0]].c, O = nd->u.linear.out_features;
+    const int N = s->batch, I = m->values[nd->in[0]].c, O = nd->u.linear.out_features;
     float *y = s->p[0];
     dnnl_sgemm('N', 'T', N, O, I, 1.0f, s->p[1], I, param(m, nd->u.linear.weight), I, 0.0f, y, O);
     const float *b = param(m, nd->u.linear.bias);
@@ -417,7 +419,7 @@ static void fn_linear_fwd(dexec *e, const mloc_model *m, const step *s) {
 /* dx = dy w (written to p[2] when non-NULL), dw += dy^T x, db += sum_n dy. */
 static void fn_linear_bwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
-    const int N = e->N, I = m->values[nd->in[0]].c, O = nd->u.linear.out_features;
+    const int N = s->batch, I = m->values[nd->in[0]].c, O = nd->u.linear.out_features;
     const float *dy = s->p[0], *x = s->p[1];
     if (s->p[2]) dnnl_sgemm('N', 'N', N, I, O, 1.0f, dy, O, param(m, nd->u.linear.weight), I, 0.0f, s->p[2], I);
     dnnl_sgemm('T', 'N', O, I, N, 1.0f, dy, O, x, I, 1.0f, grad(m, nd->u.linear.weight), I);
@@ -599,7 +601,7 @@ static mloc_status plan_conv(dexec *e, const mloc_model *m, int i, int prog) {
     const mloc_node *nd = &m->nodes[i];
     dnode *dn = &e->nd[i];
     const mloc_value *xi = &m->values[nd->in[0]], *yo = &m->values[nd->out];
-    const int N = e->N, train = prog == TRAIN;
+    const int N = e->n[prog], train = prog == TRAIN;
     const int fold = !train ? bn_after(m, i) : -1;
     dnnl_dims_t strides = {nd->u.conv.stride, nd->u.conv.stride};
     dnnl_dims_t pad_l = {nd->u.conv.pad, nd->u.conv.pad};
@@ -788,7 +790,7 @@ static mloc_status plan_bn(dexec *e, const mloc_model *m, int i, int prog) {
         s->p[0] = dn->mean;
         s->p[1] = dn->var;
         s->c = C;
-        s->n = (int64_t)e->N * m->values[nd->out].h * m->values[nd->out].w;
+        s->n = (int64_t)e->n[prog] * m->values[nd->out].h * m->values[nd->out].w;
     }
     if (train) {
         DN(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, dst_md, &x->md, nd->u.bn.eps,
@@ -827,7 +829,7 @@ static mloc_status plan_pool(dexec *e, const mloc_model *m, int i, int prog) {
     dnnl_dims_t dil = {0, 0}, pad_l = {pad, pad};
     dnnl_dims_t pad_r = {(yo->h - 1) * stride + kernel[0] - xi->h - pad,
                          (yo->w - 1) * stride + kernel[1] - xi->w - pad};
-    dnnl_memory_desc_t dst_any = md4(e->N, yo->c, yo->h, yo->w, dnnl_format_tag_any);
+    dnnl_memory_desc_t dst_any = md4(e->n[prog], yo->c, yo->h, yo->w, dnnl_format_tag_any);
     dnnl_pooling_v2_desc_t pdsc;
     dnnl_primitive_desc_t pd = NULL, bpd = NULL;
     dnnl_primitive_attr_t attr = attr_new();
@@ -848,7 +850,7 @@ static mloc_status plan_pool(dexec *e, const mloc_model *m, int i, int prog) {
             TRY(mem_new(e, &dn->pool_ws_mem, ws, NULL));
             arg(s, DNNL_ARG_WORKSPACE, dn->pool_ws_mem);
         }
-        dnnl_memory_desc_t dsrc_any = md4(e->N, xi->c, xi->h, xi->w, dnnl_format_tag_any);
+        dnnl_memory_desc_t dsrc_any = md4(e->n[prog], xi->c, xi->h, xi->w, dnnl_format_tag_any);
         DN(dnnl_pooling_v2_backward_desc_init(&pdsc, alg, &dsrc_any, dst_md, strides, kernel, dil, pad_l,
                                               pad_r));
         DN(dnnl_primitive_desc_create(&bpd, &pdsc, attr, e->engine, pd));
@@ -874,7 +876,7 @@ fail:
 static mloc_status plan_other(dexec *e, const mloc_model *m, int i, int prog) {
     const mloc_node *nd = &m->nodes[i];
     const mloc_value *yo = &m->values[nd->out];
-    const int train = prog == TRAIN, N = e->N;
+    const int train = prog == TRAIN, N = e->n[prog];
     dval *x = &e->v[prog][nd->in[0]];
     program *p = &e->fwd[prog];
     step *s;
@@ -918,6 +920,7 @@ static mloc_status plan_other(dexec *e, const mloc_model *m, int i, int prog) {
         dnnl_memory_desc_t flat = md4(N, yo->c, 1, 1, dnnl_nchw);
         MLOC_TRY(bind(e, prog, nd->out, &flat, train));
         if (!(s = fn_step(e, p, i, fn_linear_fwd))) return MLOC_ERR_NOMEM;
+        s->batch = N;
         s->p[0] = e->v[prog][nd->out].act;
         s->p[1] = x->act;
         return MLOC_OK;
@@ -1048,7 +1051,7 @@ static mloc_status plan_backward(dexec *e, const mloc_model *m) {
         case MLOC_OP_FLATTEN: {
             if (!need_dx) break;
             const mloc_value *xi = &m->values[a];
-            dnnl_memory_desc_t plain = md4(e->N, xi->c, xi->h, xi->w, dnnl_nchw);
+            dnnl_memory_desc_t plain = md4(e->n[TRAIN], xi->c, xi->h, xi->w, dnnl_nchw);
             TRY(gbegin(e, a, &plain, &g));
             if (!(s = fn_step(e, &e->bwd, i, fn_copy))) return MLOC_ERR_NOMEM;
             s->p[0] = g.buf;
@@ -1061,6 +1064,7 @@ static mloc_status plan_backward(dexec *e, const mloc_model *m) {
             dval *x = &e->v[TRAIN][a];
             if (need_dx) TRY(gbegin(e, a, &x->md, &g));
             if (!(s = fn_step(e, &e->bwd, i, fn_linear_bwd))) return MLOC_ERR_NOMEM;
+            s->batch = e->n[TRAIN];
             s->p[0] = y->grad;
             s->p[1] = x->act;
             s->p[2] = need_dx ? g.buf : NULL;
@@ -1117,7 +1121,7 @@ static void dnnl_free_exec(mloc_exec *base) {
 static mloc_status plan_program(dexec *e, const mloc_model *m, int prog) {
     mloc_status st = MLOC_OK;
     const mloc_value *in = &m->values[m->input];
-    dnnl_memory_desc_t in_md = md4(e->N, in->c, in->h, in->w, dnnl_nchw);
+    dnnl_memory_desc_t in_md = md4(e->n[prog], in->c, in->h, in->w, dnnl_nchw);
     TRY(bind(e, prog, m->input, &in_md, 0));
     memset(e->planned, 0, (size_t)m->n_nodes);
     for (int i = 0; i < m->n_nodes; i++) {
@@ -1145,7 +1149,7 @@ static mloc_status dnnl_plan_n(mloc_ctx *ctx, mloc_model *m, int N) {
     if (!e) return mloc_error(ctx, MLOC_ERR_NOMEM, "oneDNN backend: out of memory");
     e->base.ops = &mloc_backend_dnnl_ops;
     e->ctx = ctx;
-    e->N = N;
+    e->n[EVAL] = N;
     DN(dnnl_engine_create(&e->engine, dnnl_cpu, 0));
     DN(dnnl_stream_create(&e->stream, e->engine, dnnl_stream_default_flags));
     e->nd = calloc((size_t)m->n_nodes, sizeof *e->nd);
@@ -1177,8 +1181,9 @@ static mloc_status dnnl_plan(mloc_ctx *ctx, mloc_model *m, int max_batch) {
     return dnnl_plan_n(ctx, m, max_batch);
 }
 
-static mloc_status plan_training(dexec *e, const mloc_model *m) {
+static mloc_status plan_training(dexec *e, const mloc_model *m, int N) {
     if (e->train_planned) return MLOC_OK;
+    e->n[TRAIN] = N;
     MLOC_TRY(plan_program(e, m, TRAIN));
     MLOC_TRY(plan_backward(e, m));
     MLOC_TRY(bind_all_scratchpads(e, m));
@@ -1222,24 +1227,28 @@ fail:
 static mloc_status exec_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int N, mloc_mode mode,
                                 int last_node) {
     dexec *e = (dexec *)m->exec;
-    if (mode == MLOC_MODE_TRAIN && N != e->N) {
-        /* batch statistics need exactly N samples: re-plan for this batch */
-        int keep = m->max_batch;
+    if (mode == MLOC_MODE_TRAIN && e->train_planned && N != e->n[TRAIN]) {
+        /* batch statistics need exactly N samples: the training programs are
+         * rebuilt for this batch (the eval plan keeps its batch) */
+        int eval_n = e->n[EVAL];
         dnnl_free_exec(&e->base);
         m->exec = NULL;
-        MLOC_TRY(dnnl_plan_n(ctx, m, N));
-        m->max_batch = keep > N ? keep : N;
+        MLOC_TRY(dnnl_plan_n(ctx, m, eval_n));
         e = (dexec *)m->exec;
     }
     e->ctx = ctx;
-    if (mode == MLOC_MODE_TRAIN) MLOC_TRY(plan_training(e, m));
+    if (mode == MLOC_MODE_TRAIN) MLOC_TRY(plan_training(e, m, N));
     const int prog = mode == MLOC_MODE_TRAIN ? TRAIN : EVAL;
+    if (N > e->n[prog])
+        return mloc_error(ctx, MLOC_ERR_INTERNAL, "oneDNN backend: forward of %d images, planned for %d", N,
+                          e->n[prog]);
     /* input: plain NCHW; an eval batch smaller than planned is zero-padded
      * (eval BN is per sample, so padding does not change the real rows) */
     dval *in = &e->v[prog][m->input];
     size_t per = (size_t)mloc_model_value_numel(m, m->input);
     memcpy(in->act, x, (size_t)N * per * sizeof(float));
-    if (N < e->N) memset(in->act + (size_t)N * per, 0, (size_t)(e->N - N) * per * sizeof(float));
+    if (N < e->n[prog])
+        memset(in->act + (size_t)N * per, 0, (size_t)(e->n[prog] - N) * per * sizeof(float));
     MLOC_TRY(run(e, &e->prep[prog], 0, e->prep[prog].n, m, e->prof[prog]));
     int end = prog == EVAL ? e->eval_end[last_node] : e->fwd[TRAIN].n;
     return run(e, &e->fwd[prog], 0, end, m, e->prof[prog]);
@@ -1256,7 +1265,7 @@ static mloc_status dnnl_read(mloc_ctx *ctx, mloc_model *m, int v, float *dst) {
                           "read the following ReLU's value instead", m->values[v].name);
     const mloc_value *mv = &m->values[v];
     size_t n = (size_t)e->base.N * (size_t)mloc_model_value_numel(m, v);
-    dnnl_memory_desc_t plain = md4(e->N, mv->c, mv->h, mv->w, dnnl_nchw);
+    dnnl_memory_desc_t plain = md4(e->n[prog], mv->c, mv->h, mv->w, dnnl_nchw);
     if (dnnl_memory_desc_equal(&x->md, &plain)) {
         memcpy(dst, x->act, n * sizeof(float));
         return MLOC_OK;
@@ -1274,7 +1283,7 @@ static mloc_status dnnl_read(mloc_ctx *ctx, mloc_model *m, int v, float *dst) {
         MLOC_TRY(bind_all_scratchpads(e, m));
     }
     float *target = dst;
-    if (e->base.N < e->N) {
+    if (e->base.N < e->n[prog]) {
         if (!x->read_buf && !(x->read_buf = take(e, dnnl_memory_desc_get_size(&plain)))) return MLOC_ERR_NOMEM;
         target = x->read_buf;
     }
