@@ -235,7 +235,7 @@ typedef struct {
     int steps;             /* optimizer steps; default 50 */
     int pairs;             /* B pairs of views of x per step; default 8 */
     int negatives;         /* views of other points per step; default 64 */
-    double lr;             /* Adam; default 0.01 */
+    double lr;             /* Adam; default 1e-3 */
     double temperature;    /* default 0.5 */
     uint64_t seed;         /* default 0 */
 } mloc_unit_finetune_config;
@@ -243,8 +243,8 @@ typedef struct {
 mloc_unit_finetune_config mloc_unit_finetune_config_default(void);
 
 /* Fine-tune unit `unit` of tap `tap` on image `point` of d with views of
- * pipeline aug. first_loss / last_loss (may be NULL) receive the loss of the
- * first and last step. m->bn_eval is restored on return. Progress
+ * pipeline aug. first_loss / last_loss (may be NULL) receive the mean loss
+ * of the first and of the last tenth of the steps (at least one step each). m->bn_eval is restored on return. Progress
  * "unit-finetune" in steps. ERR_USAGE for a residual tap, a unit or point
  * out of range, fewer than 2 images in d. */
 mloc_status mloc_unit_finetune(mloc_ctx *ctx, mloc_model *m, int tap, int unit, const mloc_dataset *d,

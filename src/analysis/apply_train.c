@@ -323,7 +323,7 @@ mloc_unit_finetune_config mloc_unit_finetune_config_default(void) {
     c.steps = 50;
     c.pairs = 8;
     c.negatives = 64;
-    c.lr = 0.01;
+    c.lr = 1e-3;
     c.temperature = 0.5;
     c.seed = 0;
     return c;
@@ -449,6 +449,7 @@ mloc_status mloc_unit_finetune(mloc_ctx *ctx, mloc_model *m, int tap, int unit, 
     if (st == MLOC_OK) st = mloc_model_plan(ctx, m, R);
     if (st != MLOC_OK) goto done;
 
+    double loss_first = 0, loss_last = 0;
     for (int s = 0; s < cfg->steps; s++) {
         /* rows 0..A-1: views 0..A-1 of the point (pairs (2p, 2p+1)); then one
          * view each of M other points drawn with replacement */
@@ -489,8 +490,11 @@ mloc_status mloc_unit_finetune(mloc_ctx *ctx, mloc_model *m, int tap, int unit, 
         st = mloc_optim_step(opt, &m->store, cfg->lr);
         if (st != MLOC_OK) goto done;
         mloc_model_params_changed(m);
-        if (s == 0 && first_loss) *first_loss = loss;
-        if (last_loss) *last_loss = loss;
+        /* the loss of one step depends on its draws: average the first and
+         * the last tenth of the steps */
+        const int w = cfg->steps >= 10 ? cfg->steps / 10 : 1;
+        if (s < w) loss_first += loss / w;
+        if (s >= cfg->steps - w) loss_last += loss / w;
         char status[64];
         snprintf(status, sizeof status, "loss %.4f", loss);
         mloc_progress(ctx, "unit-finetune", s + 1, cfg->steps, status);
@@ -499,6 +503,8 @@ mloc_status mloc_unit_finetune(mloc_ctx *ctx, mloc_model *m, int tap, int unit, 
             goto done;
         }
     }
+    if (first_loss) *first_loss = loss_first;
+    if (last_loss) *last_loss = loss_last;
 done:
     memcpy(m->bn_eval, saved_bn, (size_t)m->n_modules + 1);
     mloc_optim_free(opt);

@@ -44,7 +44,7 @@ static const char usage_text[] =
     "  --steps N            optimizer steps [50]\n"
     "  --pairs P            pairs of views of the point per step [8]\n"
     "  --negatives M        views of other images per step [64]\n"
-    "  --lr LR              Adam learning rate [0.01]\n"
+    "  --lr LR              Adam learning rate [1e-3]\n"
     "  --temperature T      NT-Xent temperature [0.5]\n"
     "  --eval-points N      images of the UnitMem evaluation set, the point included [100]\n"
     "  --k K                views per image for UnitMem [10]\n"
@@ -241,7 +241,7 @@ int cmd_unit_finetune(int argc, char **argv) {
         free(text);
         json_decref(doc);
     } else {
-        printf("unit %s:%lld fine-tuned on point %lld for %d steps (loss %.4f -> %.4f)\n", tap_name, unit, point,
+        printf("unit %s:%lld fine-tuned on point %lld for %d steps (mean loss of the first / last tenth %.4f -> %.4f)\n", tap_name, unit, point,
                uc.steps, r.first_loss, r.last_loss);
         printf("UnitMem over %lld points (K %lld):\n", (long long)r.n_points, k);
         printf("  %-28s %10s %10s\n", "", "before", "after");

@@ -669,6 +669,46 @@ static void test_unit_finetune_only_unit(void **state) {
     mloc_ctx_destroy(ctx);
 }
 
+
+/* The check around it: UnitMem of the tap's units before and after, the
+ * other units of the tap exactly unchanged, the point in the evaluation set,
+ * and the model's parameters those of mloc_unit_finetune alone. */
+static void test_unit_check(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(1);
+    mloc_model *m = tiny(ctx, MLOC_HEAD_SIMCLR, 4), *m2 = tiny(ctx, MLOC_HEAD_SIMCLR, 4);
+    mloc_dataset d;
+    open_synthetic(ctx, &d, "synthetic:24:32x32x3:4");
+    mloc_aug_config ac = mloc_aug_config_default();
+    mloc_aug_pipeline aug;
+    assert_int_equal(mloc_aug_pipeline_make(ctx, &aug, &ac), MLOC_OK);
+    const int tap = mloc_model_find_tap(m, "layer3_head"), unit = 11;
+    mloc_unit_finetune_config c = mloc_unit_finetune_config_default();
+    c.steps = 3;
+    c.pairs = 2;
+    c.negatives = 6;
+    mloc_unit_check_result r;
+    assert_int_equal(mloc_unit_check(ctx, m, tap, unit, &d, 5, &aug, &aug, &c, 12, 2, &r), MLOC_OK);
+    printf("UnitMem %.4f -> %.4f, mu(x) %.4f -> %.4f, same tap %.4f -> %.4f (max %g), later %.4f -> %.4f (%lld units)\n",
+           r.before, r.after, r.mu_before, r.mu_after, r.same_tap_before, r.same_tap_after, r.same_tap_max_change,
+           r.later_before, r.later_after, (long long)r.later_units);
+    assert_int_equal(r.n_points, 12);
+    assert_true(r.before >= 0 && r.before <= 1 && r.after >= 0 && r.after <= 1);
+    assert_true(r.same_tap_max_change == 0.0);
+    assert_true(r.same_tap_before == r.same_tap_after);
+    /* layer3_head (64 units at width 0.25) is followed by 3 taps of 64 units */
+    assert_int_equal(r.later_units, 3 * 64);
+    assert_true(r.mu_before != r.mu_after);
+    /* the same fine-tuning without the measurements gives the same parameters */
+    assert_int_equal(mloc_unit_finetune(ctx, m2, tap, unit, &d, 5, &aug, &c, NULL, NULL), MLOC_OK);
+    assert_memory_equal(m->store.param, m2->store.param, (size_t)m->table.numel[MLOC_BLOCK_PARAM] * sizeof(float));
+    assert_int_equal(mloc_unit_check(ctx, m, tap, unit, &d, 5, &aug, &aug, &c, 1, 2, &r), MLOC_ERR_USAGE);
+    mloc_dataset_free(&d);
+    mloc_model_free(m);
+    mloc_model_free(m2);
+    mloc_ctx_destroy(ctx);
+}
+
 /* ---- anchored NT-Xent -------------------------------------------------------------------------- */
 
 /* P 1, M 1, D 2, T 0.5: anchors (1,0), (2,0) (the same direction), a
@@ -724,6 +764,7 @@ int main(void) {
         cmocka_unit_test(test_finetune_frozen_ref),
         cmocka_unit_test(test_finetune_reproducible),
         cmocka_unit_test(test_unit_finetune_only_unit),
+        cmocka_unit_test(test_unit_check),
         cmocka_unit_test(test_anchor_ntxent_value),
         cmocka_unit_test(test_anchor_ntxent_gradcheck),
     };
