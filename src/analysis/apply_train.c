@@ -17,10 +17,10 @@
 #define EVAL_CHUNK 1024 /* test images per feature extraction */
 
 /* A fresh model with m's configuration, backend and every tensor of m.
- * Measurements after training run on such a copy: with the oneDNN backend,
- * a model that ran a training forward and is then planned for a larger
- * batch gives wrong eval-mode activations (negative values after a ReLU;
- * reported to the model's owner), while a fresh plan is right. */
+ * Measurements after training run on such a copy, so they never depend on
+ * what the training plan left in the backend (before commit 7452075 a
+ * oneDNN model planned for a larger eval batch after a training forward
+ * read past its plan and gave negative activations after a ReLU). */
 static mloc_status fresh_copy(mloc_ctx *ctx, const mloc_model *m, mloc_model **out) {
     *out = NULL;
     mloc_model *c = NULL;
