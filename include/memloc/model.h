@@ -72,7 +72,30 @@ typedef struct {
     int module;        /* block that produces it, -1 for joins such as res1 */
 } mloc_tap;
 
-typedef enum { MLOC_HEAD_NONE = 0, MLOC_HEAD_SIMCLR, MLOC_HEAD_CLASSIFIER } mloc_head_kind;
+/* Heads, stored beside the encoder (group MLOC_GROUP_HEAD); m->feature is the
+ * encoder's output, m->output the head's:
+ *   SIMCLR      head.0 Linear(F, head_hidden) -> head.1 ReLU -> head.2 Linear(head_out)
+ *   CLASSIFIER  ResNet9: classifier.0 MaxPool(whole map) -> .1 Flatten -> .2 Linear(head_out);
+ *               ResNet18/34/50: fc Linear(head_out)
+ *   SIMSIAM     solo-learn's SimSiam projector and predictor (src/models/heads.c):
+ *               projector.0 Linear(F, head_hidden, no bias) -> .1 BN -> .2 ReLU
+ *               -> .3 Linear(head_hidden, no bias) -> .4 BN -> .5 ReLU
+ *               -> .6 Linear(head_out, no bias) -> .7 BN              = z (value "projector.7")
+ *               predictor.0 Linear(head_out, pred_hidden, no bias) -> .1 BN -> .2 ReLU
+ *               -> .3 Linear(head_out)                                = p (m->output)
+ *   DINO        m->output is the global average pool of the encoder's last map (C
+ *               values whatever the crop size, so local crops share the tensors); the
+ *               DINO head's tensors head.mlp.{0,2,4}.{weight,bias} (Linear-GELU-Linear-
+ *               GELU-Linear to head_bottleneck), head.last_layer.weight_g / weight_v
+ *               (weight-normalised Linear(head_bottleneck, head_out), g frozen at 1) are
+ *               in the table but run outside the graph (src/ssl/dino.c). */
+typedef enum {
+    MLOC_HEAD_NONE = 0,
+    MLOC_HEAD_SIMCLR,
+    MLOC_HEAD_CLASSIFIER,
+    MLOC_HEAD_SIMSIAM,
+    MLOC_HEAD_DINO
+} mloc_head_kind;
 
 /* Stem of the torchvision ResNets (resnet18/34/50; ResNet9 ignores it):
  *   CIFAR     conv1 3x3 stride 1 padding 1 -> bn1 -> relu (no maxpool): 32x32 stays 32x32.
@@ -90,6 +113,8 @@ typedef struct {
     int head_hidden;       /* SimCLR head: default 512 */
     int head_out;          /* SimCLR projection dim (128) or classifier classes */
     mloc_stem stem;        /* ResNet18/34/50 stem: default CIFAR */
+    int pred_hidden;       /* SimSiam predictor hidden units: default 512 */
+    int head_bottleneck;   /* DINO head bottleneck: default 256 */
 } mloc_model_config;
 
 mloc_model_config mloc_model_config_default(void);
@@ -122,17 +147,31 @@ typedef struct {
     int max_batch;
     uint8_t *bn_eval;     /* per module: 1 = its BN layers run in eval mode even when training */
     int profile;          /* 1: time every node (slower; for benchmarks) */
+    int store_shared;     /* 1: `store` is another model's (mloc_model_create_shared) */
 } mloc_model;
 
 mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg);
 void mloc_model_free(mloc_model *m);
+/* A second model over `owner`'s parameters, gradients, buffers and counters:
+ * the graph of cfg (e.g. the same architecture for a smaller input, DINO's
+ * local crops) must give a tensor table identical to owner's (names, shapes,
+ * offsets), else ERR_USAGE naming the first tensor that differs. Its own
+ * activation arena and plan; it runs on owner's backend. Forward passes of
+ * either update the shared BN buffers, and backward passes accumulate (+=)
+ * into the shared grad block. owner must outlive it; freeing it leaves the
+ * store alone. */
+mloc_status mloc_model_create_shared(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg,
+                                     mloc_model *owner);
 
 /* PyTorch default initialization, each tensor from its own stream
  * ("init", entry index) of the context seed: conv/linear weights
  * kaiming_uniform(a=sqrt 5), i.e. U(+-1/sqrt(fan_in)); biases U(+-1/sqrt(fan_in));
  * BN weight 1, bias 0, running mean 0, var 1, num_batches_tracked 0.
  * The torchvision ResNets (resnet18/34/50) draw their conv weights as
- * torchvision does: kaiming_normal(fan_out, relu), N(0, 2 / (K R S)). */
+ * torchvision does: kaiming_normal(fan_out, relu), N(0, 2 / (K R S)).
+ * The DINO head then follows DINOHead: MLP weights N(0, 0.02^2) (trunc_normal
+ * at +-2, which never truncates at that std) from stream ("dino_init", entry),
+ * MLP biases 0, last_layer.weight_g 1 (weight_v keeps the Linear default). */
 void mloc_model_init_params(mloc_model *m, uint64_t seed);
 
 /* Allocate the activation arena and backend plans for batches up to
@@ -175,14 +214,18 @@ int64_t mloc_model_node_macs(const mloc_model *m, int i);
  * memloc writes its model configuration into the file's __metadata__
  * (memloc_arch, memloc_in_channels, memloc_image_h/w, memloc_width,
  * memloc_head, memloc_head_hidden, memloc_head_out; memloc_stem for the
- * torchvision ResNets). For files without it (exported from PyTorch), the
- * configuration is inferred from the tensor names and shapes:
+ * torchvision ResNets; memloc_pred_hidden for a SimSiam head,
+ * memloc_head_bottleneck for a DINO head). For files without it (exported
+ * from PyTorch), the configuration is inferred from the tensor names and
+ * shapes:
  * prep.conv.weight [32w, C, 3, 3] gives resnet9 with C input channels and
  * width w; conv1.weight [64w, C, R, R] gives a torchvision ResNet with the
  * CIFAR (R = 3) or ImageNet (R = 7) stem, layer1.0.conv3 a Bottleneck
  * (resnet50) and the number of layer{k}.{i} blocks resnet18 (2-2-2-2) or
- * resnet34/50 (3-4-6-3); head.0 / head.2, classifier.2 (resnet9) or fc
- * (ResNets) give the head. The image size is not in the names: 32 x 32. */
+ * resnet34/50 (3-4-6-3); projector.0/.6 + predictor.0 (SimSiam),
+ * head.mlp.0/.4 + head.last_layer.weight_v (DINO), head.0 / head.2,
+ * classifier.2 (resnet9) or fc (ResNets) give the head. The image size is
+ * not in the names: 32 x 32. */
 struct mloc_st_file;
 mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
                                         const struct mloc_st_file *f);

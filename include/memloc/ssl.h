@@ -5,13 +5,20 @@
  *     first view of each image, N..2N-1 the second); NT-Xent with temperature
  *     T on the projection head's output (include/memloc/nn.h mloc_ntxent).
  *   supervised: x holds N images; softmax cross-entropy of the classifier
- *     head against the labels. */
+ *     head against the labels.
+ *   SimSiam (Chen & He 2021, src/ssl/simsiam.c): 2N views as SimCLR; the
+ *     negative cosine between each view's prediction and the other view's
+ *     detached projection (mloc_simsiam_loss).
+ *   DINO (Caron et al. 2021, src/ssl/dino.c): a student and an EMA teacher,
+ *     2 global + L local crops, centring and sharpening (mloc_dino_*). */
 #ifndef MEMLOC_SSL_H
 #define MEMLOC_SSL_H
 
 #include <stdint.h>
 
+#include "memloc/io.h"
 #include "memloc/model.h"
+#include "memloc/optim.h"
 
 /* Scratch for the head's outputs and their gradients, sized once for a
  * model and a batch of views. */
@@ -19,6 +26,7 @@ typedef struct {
     float *out, *dout;
     int64_t capacity; /* floats each */
     double *work;     /* NT-Xent workspace */
+    float *aux;       /* SimSiam: the projections z (capacity floats) */
 } mloc_ssl_scratch;
 
 mloc_status mloc_ssl_scratch_init(mloc_ctx *ctx, mloc_ssl_scratch *s, const mloc_model *m, int max_views);
@@ -30,5 +38,92 @@ mloc_status mloc_simclr_step(mloc_ctx *ctx, mloc_model *m, mloc_ssl_scratch *s, 
                              int n_images, float temperature, double *loss);
 mloc_status mloc_supervised_step(mloc_ctx *ctx, mloc_model *m, mloc_ssl_scratch *s, const float *x,
                                  const int32_t *labels, int n_images, double *loss, int *correct);
+
+/* ---- SimSiam ----------------------------------------------------------------
+ * m has a SIMSIAM head (model.h); x holds 2N views, view-major. As the
+ * reference code, each view is its own forward (train mode): view 1 on m,
+ * view 2 on `twin`, a model over m's store (mloc_model_create_shared with
+ * m's config), so each BN sees one view's batch. Each gives z (value
+ * "projector.7") and p (output); the loss is mloc_simsiam_loss(p, z) with z
+ * detached, and each backward starts at p only: z's gradient reaches the
+ * projector through the predictor alone (the stop-gradient). */
+mloc_status mloc_simsiam_step(mloc_ctx *ctx, mloc_model *m, mloc_model *twin, mloc_ssl_scratch *s,
+                              const float *x, int n_images, double *loss);
+
+/* ---- DINO ----------------------------------------------------------------------
+ * The student is a model with a DINO head (model.h); mloc_dino holds the
+ * teacher (a model of the same configuration, its own store, initialised as
+ * a copy of the student: params, BN buffers and counters, as DINO's
+ * load_state_dict), a second model over the student's store for the local
+ * crops' size (mloc_model_create_shared), the centre and the head's
+ * activations, all sized once. The DINO head itself (head.mlp.*, L2 norm,
+ * head.last_layer) runs here on the pooled encoder outputs of all crops.
+ *
+ * One training iteration (facebookresearch/dino main_dino.py train_one_epoch):
+ *     mloc_optim_zero_grad(opt, &student->store);
+ *     mloc_dino_step(ctx, d, global, local, B, epoch, &loss);  // grads += into the student
+ *     mloc_optim_step(opt, &student->store, lr);
+ *     mloc_dino_update_teacher(d, mloc_dino_momentum(&cfg, it, total));
+ * and mloc_dino_begin_epoch(d, opt, epoch) before each epoch's first step
+ * (and after a resume). Deviations from DINO: no weight-decay schedule and no
+ * gradient clipping (the optimizer's own weight decay applies); no Gaussian
+ * blur or solarisation in the crops (memloc's augmentations); the teacher's
+ * BN runs on batch statistics of the global crops (as DINO's teacher, which is
+ * never put in eval mode) and keeps its own running statistics, which the
+ * EMA does not touch (DINO averages parameters only). */
+typedef struct {
+    int local_crops;                /* L local crops per image; default 8 (DINO's default) */
+    int local_size;                 /* local crop side; default 16 (ResNet9's minimum) */
+    double student_temp;            /* default 0.1 */
+    double teacher_temp;            /* after the warm-up; default 0.07 */
+    double warmup_teacher_temp;     /* default 0.04 */
+    int warmup_teacher_temp_epochs; /* default 30 */
+    double momentum_teacher;        /* base EMA momentum, cosine to 1; default 0.996 */
+    double center_momentum;         /* default 0.9 */
+    int freeze_last_layer;          /* epochs with head.last_layer frozen; default 1 */
+} mloc_dino_config;
+
+mloc_dino_config mloc_dino_config_default(void);
+
+typedef struct mloc_dino mloc_dino;
+
+/* Teacher temperature of an epoch (0-based): np.linspace(warmup, final, W)
+ * for the first W epochs, then final. */
+double mloc_dino_teacher_temp(const mloc_dino_config *cfg, int epoch);
+/* Teacher EMA momentum after iteration `it` of `total` (0-based), DINO's
+ * cosine_scheduler(base, 1): 1 - (1 - base) (1 + cos(pi it / total)) / 2. */
+double mloc_dino_momentum(const mloc_dino_config *cfg, int64_t it, int64_t total);
+
+/* Create the DINO state for `student` (borrowed; it must outlive d) and
+ * batches of B images: plans the student for 2B global crops, the local
+ * view for L*B local crops and the teacher for 2B. ERR_USAGE if the student
+ * has no DINO head or the local crops do not fit the architecture. */
+mloc_status mloc_dino_create(mloc_ctx *ctx, mloc_dino **out, mloc_model *student,
+                             const mloc_dino_config *cfg, int B);
+void mloc_dino_free(mloc_dino *d);
+mloc_model *mloc_dino_teacher(const mloc_dino *d);
+/* The centre (K = head_out floats), writable (tests). */
+float *mloc_dino_center(const mloc_dino *d);
+
+/* global (2B, C, H, W) and local (L*B, C, h, w) crops, crop-major (rows
+ * v*B .. v*B+B-1 are crop v, as the loader's views); local may be NULL when
+ * L = 0. Runs the teacher and the student, the loss at the epoch's teacher
+ * temperature, the backward (student gradients accumulate, +=), then moves
+ * the centre. ERR_DIVERGED if the loss is not finite. */
+mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, const float *local,
+                           int B, int epoch, double *loss);
+/* teacher = m teacher + (1 - m) student over the param block (after the
+ * optimizer step). */
+void mloc_dino_update_teacher(mloc_dino *d, double momentum);
+/* head.last_layer.weight_v trainable from epoch freeze_last_layer on (DINO's
+ * cancel_gradients_last_layer: a frozen tensor is not stepped at all);
+ * weight_g never (norm_last_layer). */
+mloc_status mloc_dino_begin_epoch(mloc_dino *d, mloc_optim *opt, int epoch);
+
+/* Checkpoint state: "teacher.<name>" for every teacher tensor and
+ * "dino.center" [K]. The data is borrowed until the writer saves. Load
+ * needs all of them with the teacher table's shapes. */
+mloc_status mloc_dino_add_to_writer(const mloc_dino *d, mloc_st_writer *w);
+mloc_status mloc_dino_load(mloc_ctx *ctx, mloc_dino *d, const mloc_st_file *f);
 
 #endif

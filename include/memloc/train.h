@@ -1,5 +1,5 @@
-/* Training encoders: SimCLR and supervised, with resumable run directories
- * (SPEC.md section 10).
+/* Training encoders: SimCLR, SimSiam, DINO and supervised, with resumable
+ * run directories (SPEC.md section 10).
  *
  * Every option lives in one table (MLOC_TRAIN_OPTIONS below): the CLI flags,
  * the YAML config file keys, config.json and the documented defaults are all
@@ -12,9 +12,19 @@
  *   checkpoints/        epoch_NNNN.safetensors after N completed epochs, and
  *                       epoch_NNNN_batch_BBBBBB.safetensors when interrupted
  *                       mid-epoch: weights, buffers, optimizer state and the
- *                       position (epoch, batch), written atomically
+ *                       position (epoch, batch), written atomically; DINO
+ *                       adds its teacher ("teacher.<name>") and centre
+ *                       ("dino.center"); the EMA momentum and the teacher
+ *                       temperature follow from the position
  *   model.safetensors   the final encoder and head, PyTorch names, written
- *                       last: its presence means the run finished.
+ *                       last: its presence means the run finished (DINO: the
+ *                       teacher unless --dino-export student).
+ * Methods (include/memloc/ssl.h): simclr and simsiam train on 2 views of
+ * each image (simsiam runs each view as its own forward), supervised on 1,
+ * dino on 2 global crops (image_size, area global_crop_scale_min..1) and
+ * local_crops local crops (local_crop_size, area local_crop_scale_min..
+ * global_crop_scale_min) drawn by a second loader with augmentation stream
+ * purpose "dino_local" over the same shuffled order.
  * Resuming loads the most advanced checkpoint and continues; because every
  * random draw is keyed by (seed, epoch, sample, view), a resumed run ends
  * with bitwise the same weights as an uninterrupted one (same threads). */
@@ -39,12 +49,31 @@
     X(fit, CHOICE, fit, "auto", "auto|none|pad|resize",                                              \
       "fit images to --image-size: auto pads smaller images (28 -> 32), else none")                 \
     X(image_size, INT, image_size, "32", NULL, "encoder input side")                                 \
-    X(method, CHOICE, method, "simclr", "simclr|supervised", "training method")                      \
+    X(method, CHOICE, method, "simclr", "simclr|supervised|simsiam|dino", "training method")        \
     X(arch, CHOICE, arch, "resnet9", "resnet9", "encoder architecture")                              \
     X(width, REAL, width, "1", NULL, "channel width multiplier")                                     \
-    X(proj_hidden, INT, proj_hidden, "512", NULL, "SimCLR projection head hidden units")             \
-    X(proj_dim, INT, proj_dim, "128", NULL, "SimCLR projection output dimension")                    \
+    X(proj_hidden, INT, proj_hidden, "512", NULL,                                                    \
+      "projection hidden units (SimCLR head, SimSiam projector, DINO head MLP)")                     \
+    X(proj_dim, INT, proj_dim, "128", NULL, "projection output dimension (SimCLR, SimSiam; DINO bottleneck)") \
     X(temperature, REAL, temperature, "0.5", NULL, "NT-Xent temperature")                            \
+    X(pred_hidden, INT, pred_hidden, "512", NULL, "SimSiam predictor hidden units")                  \
+    X(dino_out_dim, INT, dino_out_dim, "4096", NULL, "DINO prototypes K (the weight-normalised last layer)") \
+    X(local_crops, INT, local_crops, "8", NULL, "DINO local crops per image, besides the 2 global crops") \
+    X(local_crop_size, INT, local_crop_size, "16", NULL, "DINO local crop side (ResNet9: >= 16)")   \
+    X(local_crop_scale_min, REAL, local_crop_scale_min, "0.05", NULL,                                \
+      "DINO local crops' area range (min, global_crop_scale_min)")                                   \
+    X(global_crop_scale_min, REAL, global_crop_scale_min, "0.4", NULL,                               \
+      "DINO global crops' area range (min, 1); replaces crop_scale_min")                             \
+    X(student_temp, REAL, student_temp, "0.1", NULL, "DINO student temperature")                     \
+    X(teacher_temp, REAL, teacher_temp, "0.07", NULL, "DINO teacher temperature after the warm-up")  \
+    X(warmup_teacher_temp, REAL, warmup_teacher_temp, "0.04", NULL, "DINO teacher temperature in epoch 1") \
+    X(warmup_teacher_temp_epochs, INT, warmup_teacher_temp_epochs, "30", NULL,                       \
+      "DINO epochs of linear teacher-temperature warm-up")                                           \
+    X(momentum_teacher, REAL, momentum_teacher, "0.996", NULL, "DINO teacher EMA momentum (cosine to 1)") \
+    X(center_momentum, REAL, center_momentum, "0.9", NULL, "DINO centre EMA momentum")              \
+    X(freeze_last_layer, INT, freeze_last_layer, "1", NULL, "DINO epochs with the head's last layer frozen") \
+    X(dino_export, CHOICE, dino_export, "teacher", "teacher|student",                                \
+      "DINO network written to model.safetensors and read by the kNN monitor")                       \
     X(epochs, INT, epochs, "100", NULL, "training epochs")                                           \
     X(batch_size, INT, batch_size, "256", NULL, "images per step (SimCLR: 2 views each)")            \
     X(optimizer, CHOICE, optimizer, "adam", "sgd|adam|adamw|lars", "optimizer (PyTorch semantics)")  \
@@ -56,7 +85,8 @@
     X(min_lr, REAL, min_lr, "0", NULL, "final learning rate of the cosine schedule")                 \
     X(aug, CHOICE, aug, "simclr", "none|simclr|unitmem", "augmentation preset")                      \
     X(aug_strength, REAL, aug_strength, "1", NULL, "colour-jitter strength multiplier")              \
-    X(crop_scale_min, REAL, crop_scale_min, "0.08", NULL, "RandomResizedCrop smallest area fraction") \
+    X(crop_scale_min, REAL, crop_scale_min, "0.08", NULL,                                            \
+      "RandomResizedCrop smallest area fraction (not dino: global_crop_scale_min)")                  \
     X(norm, CHOICE, norm, "half", "half|cifar10|cifar100|stl10|imagenet",                            \
       "Normalize constants (half: mean 0.5, std 0.5 as the reference code)")                         \
     X(compat_normalize_first, BOOL, compat_normalize_first, "0", NULL,                               \
@@ -72,7 +102,8 @@
     X(checkpoint_every, INT, checkpoint_every, "1", NULL, "checkpoint every N epochs")               \
     X(keep_checkpoints, INT, keep_checkpoints, "2", NULL, "epoch checkpoints kept (0: all)")
 
-enum { MLOC_METHOD_SIMCLR = 0, MLOC_METHOD_SUPERVISED };
+enum { MLOC_METHOD_SIMCLR = 0, MLOC_METHOD_SUPERVISED, MLOC_METHOD_SIMSIAM, MLOC_METHOD_DINO };
+enum { MLOC_DINO_EXPORT_TEACHER = 0, MLOC_DINO_EXPORT_STUDENT };
 enum { MLOC_FIT_OPT_AUTO = 0, MLOC_FIT_OPT_NONE, MLOC_FIT_OPT_PAD, MLOC_FIT_OPT_RESIZE };
 enum { MLOC_SCHED_OPT_CONSTANT = 0, MLOC_SCHED_OPT_COSINE };
 

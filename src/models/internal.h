@@ -37,6 +37,15 @@ mloc_status mloc_resnet9_build(mloc_ctx *ctx, mloc_builder *b);
 /* torchvision resnet18 / resnet34 / resnet50 (src/models/resnet.c). */
 mloc_status mloc_resnet_build(mloc_ctx *ctx, mloc_builder *b);
 
+/* SimSiam projector + predictor, or the DINO head's tensors (src/models/heads.c,
+ * the layouts in model.h): appended after the encoder, reading `feature`
+ * (N, F, 1, 1) (SimSiam) or the encoder's last map `map` (DINO, pooled).
+ * Sets *output; ERR_USAGE for head sizes < 1. */
+mloc_status mloc_build_ssl_head(mloc_ctx *ctx, mloc_builder *b, int feature, int map, int *output);
+/* Method-specific initialisation of a head after the PyTorch defaults
+ * (DINO: trunc_normal(std 0.02) MLP weights, zero biases, g = 1). */
+void mloc_ssl_head_init(mloc_model *m, uint64_t seed);
+
 /* ---- backends ---------------------------------------------------------- */
 typedef struct {
     const char *name;

@@ -30,6 +30,8 @@ mloc_model_config mloc_model_config_default(void) {
     c.head = MLOC_HEAD_SIMCLR;
     c.head_hidden = 512;
     c.head_out = 128;
+    c.pred_hidden = 512;
+    c.head_bottleneck = 256;
     return c;
 }
 
@@ -87,7 +89,7 @@ fail:
 void mloc_model_free(mloc_model *m) {
     if (!m) return;
     if (m->exec) m->exec->ops->free(m->exec);
-    mloc_store_free(&m->store);
+    if (!m->store_shared) mloc_store_free(&m->store);
     mloc_table_free(&m->table);
     free(m->nodes);
     free(m->values);
@@ -154,7 +156,36 @@ void mloc_model_init_params(mloc_model *m, uint64_t seed) {
             break;
         }
     }
+    mloc_ssl_head_init(m, seed);
     mloc_model_params_changed(m);
+}
+
+mloc_status mloc_model_create_shared(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg,
+                                     mloc_model *owner) {
+    *out = NULL;
+    mloc_model *m;
+    MLOC_TRY(mloc_model_create(ctx, &m, cfg));
+    const mloc_table *a = &owner->table, *b = &m->table;
+    mloc_status st = MLOC_OK;
+    for (int i = 0; i < a->n || i < b->n; i++) {
+        const mloc_tensor *x = i < a->n ? &a->t[i] : NULL, *y = i < b->n ? &b->t[i] : NULL;
+        int same = x && y && strcmp(x->name, y->name) == 0 && x->ndim == y->ndim && x->offset == y->offset &&
+                   x->role == y->role && memcmp(x->shape, y->shape, (size_t)x->ndim * sizeof x->shape[0]) == 0;
+        if (!same) {
+            st = mloc_error(ctx, MLOC_ERR_USAGE,
+                            "shared store: tensor %d differs (owner '%s', %s %dx%d model '%s'): the graph's "
+                            "parameters depend on its input size", i, x ? x->name : "(none)", m->arch,
+                            m->cfg.image_h, m->cfg.image_w, y ? y->name : "(none)");
+            mloc_model_free(m);
+            return st;
+        }
+    }
+    mloc_store_free(&m->store);
+    m->store = owner->store;
+    m->store_shared = 1;
+    m->backend = owner->backend;
+    *out = m;
+    return MLOC_OK;
 }
 
 static const mloc_backend_ops *ops_for(mloc_backend b) {

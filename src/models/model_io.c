@@ -6,10 +6,10 @@
 #include "internal.h"
 #include "memloc/io.h"
 
-static const char *const head_names[] = {"none", "simclr", "classifier", NULL};
+static const char *const head_names[] = {"none", "simclr", "classifier", "simsiam", "dino", NULL};
 
 const char *mloc_head_name(mloc_head_kind h) {
-    return (unsigned)h < 3 ? head_names[h] : "?";
+    return (unsigned)h < 5 ? head_names[h] : "?";
 }
 
 int mloc_head_parse(const char *name) {
@@ -60,6 +60,31 @@ static mloc_status stem_from_conv1(mloc_ctx *ctx, mloc_model_config *cfg, const 
     return MLOC_OK;
 }
 
+/* The SimSiam projector / predictor (projector.0, projector.6, predictor.0)
+ * or the DINO head (head.mlp.0, head.mlp.4, head.last_layer.weight_v) from
+ * their names and shapes; 0 if neither is there. */
+static int infer_ssl_head(mloc_model_config *cfg, const mloc_st_file *f) {
+    const mloc_st_tensor *p0 = mloc_st_find(f, "projector.0.weight"), *p6 = mloc_st_find(f, "projector.6.weight"),
+                         *q0 = mloc_st_find(f, "predictor.0.weight");
+    if (p0 && p6 && q0 && p0->ndim == 2 && p6->ndim == 2 && q0->ndim == 2) {
+        cfg->head = MLOC_HEAD_SIMSIAM;
+        cfg->head_hidden = (int)p0->shape[0];
+        cfg->head_out = (int)p6->shape[0];
+        cfg->pred_hidden = (int)q0->shape[0];
+        return 1;
+    }
+    const mloc_st_tensor *m0 = mloc_st_find(f, "head.mlp.0.weight"), *m4 = mloc_st_find(f, "head.mlp.4.weight"),
+                         *v = mloc_st_find(f, "head.last_layer.weight_v");
+    if (m0 && m4 && v && m0->ndim == 2 && m4->ndim == 2 && v->ndim == 2) {
+        cfg->head = MLOC_HEAD_DINO;
+        cfg->head_hidden = (int)m0->shape[0];
+        cfg->head_bottleneck = (int)m4->shape[0];
+        cfg->head_out = (int)v->shape[0];
+        return 1;
+    }
+    return 0;
+}
+
 /* A torchvision ResNet state_dict: the architecture from the block type
  * (layer1.0.conv3 only in a Bottleneck) and the blocks per layer, width and
  * input channels from conv1.weight [64w, C, R, R], the head from fc or
@@ -95,7 +120,9 @@ static mloc_status infer_resnet(mloc_ctx *ctx, mloc_model_config *cfg, const mlo
     }
     const mloc_st_tensor *h0 = mloc_st_find(f, "head.0.weight"), *h2 = mloc_st_find(f, "head.2.weight");
     const mloc_st_tensor *fc = mloc_st_find(f, "fc.weight");
-    if (h0 && h2 && h0->ndim == 2 && h2->ndim == 2) {
+    if (infer_ssl_head(cfg, f)) {
+        /* SimSiam or DINO */
+    } else if (h0 && h2 && h0->ndim == 2 && h2->ndim == 2) {
         cfg->head = MLOC_HEAD_SIMCLR;
         cfg->head_hidden = (int)h0->shape[0];
         cfg->head_out = (int)h2->shape[0];
@@ -145,10 +172,13 @@ mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
         meta_int(f, "memloc_image_w", &cfg->image_w);
         meta_int(f, "memloc_head_hidden", &cfg->head_hidden);
         meta_int(f, "memloc_head_out", &cfg->head_out);
+        meta_int(f, "memloc_pred_hidden", &cfg->pred_hidden);
+        meta_int(f, "memloc_head_bottleneck", &cfg->head_bottleneck);
         const char *h = mloc_st_metadata(f, "memloc_head");
         int hk = h ? mloc_head_parse(h) : -1;
         if (hk < 0)
-            return mloc_error(ctx, MLOC_ERR_DATA, "%s: __metadata__ memloc_head '%s': expected none|simclr|classifier",
+            return mloc_error(ctx, MLOC_ERR_DATA,
+                              "%s: __metadata__ memloc_head '%s': expected none|simclr|classifier|simsiam|dino",
                               path, h ? h : "(missing)");
         cfg->head = (mloc_head_kind)hk;
         return MLOC_OK;
@@ -166,7 +196,9 @@ mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
     cfg->width = (double)prep->shape[0] / 32.0;
     const mloc_st_tensor *h0 = mloc_st_find(f, "head.0.weight"), *h2 = mloc_st_find(f, "head.2.weight");
     const mloc_st_tensor *cls = mloc_st_find(f, "classifier.2.weight");
-    if (h0 && h2 && h0->ndim == 2 && h2->ndim == 2) {
+    if (infer_ssl_head(cfg, f)) {
+        /* SimSiam or DINO */
+    } else if (h0 && h2 && h0->ndim == 2 && h2->ndim == 2) {
         cfg->head = MLOC_HEAD_SIMCLR;
         cfg->head_hidden = (int)h0->shape[0];
         cfg->head_out = (int)h2->shape[0];
@@ -237,6 +269,14 @@ mloc_status mloc_model_save(mloc_ctx *ctx, const mloc_model *m, const char *path
         st = mloc_st_writer_meta(w, kv[i][0], kv[i][1]);
     if (st == MLOC_OK && is_torchvision_resnet(m->arch))
         st = mloc_st_writer_meta(w, "memloc_stem", mloc_stem_name(m->cfg.stem));
+    if (st == MLOC_OK && group != MLOC_GROUP_ENCODER && m->cfg.head == MLOC_HEAD_SIMSIAM) {
+        snprintf(buf[6], sizeof buf[6], "%d", m->cfg.pred_hidden);
+        st = mloc_st_writer_meta(w, "memloc_pred_hidden", buf[6]);
+    }
+    if (st == MLOC_OK && group != MLOC_GROUP_ENCODER && m->cfg.head == MLOC_HEAD_DINO) {
+        snprintf(buf[6], sizeof buf[6], "%d", m->cfg.head_bottleneck);
+        st = mloc_st_writer_meta(w, "memloc_head_bottleneck", buf[6]);
+    }
     for (int i = 0; extra_meta && extra_meta[i] && extra_meta[i + 1] && st == MLOC_OK; i += 2)
         st = mloc_st_writer_meta(w, extra_meta[i], extra_meta[i + 1]);
     if (st == MLOC_OK) st = mloc_table_add_to_writer(w, &m->table, &m->store, group);

@@ -153,6 +153,9 @@ mloc_status mloc_resnet_build(mloc_ctx *ctx, mloc_builder *b) {
     } else if (cfg->head == MLOC_HEAD_CLASSIFIER) {
         mloc_build_module(b, "fc");
         m->output = mloc_build_linear(b, "fc", m->feature, cfg->head_out, 1);
+    } else if (cfg->head == MLOC_HEAD_SIMSIAM || cfg->head == MLOC_HEAD_DINO) {
+        mloc_status st = mloc_build_ssl_head(ctx, b, m->feature, m->feature, &m->output);
+        if (st != MLOC_OK) return st;
     } else {
         m->output = m->feature;
     }

@@ -78,6 +78,11 @@ mloc_status mloc_resnet9_build(mloc_ctx *ctx, mloc_builder *b) {
         int p = mloc_build_maxpool(b, "classifier.0", x, res2.h, res2.h, 0);
         p = mloc_build_flatten(b, "classifier.1", p);
         m->output = mloc_build_linear(b, "classifier.2", p, cfg->head_out, 1);
+    } else if (cfg->head == MLOC_HEAD_SIMSIAM || cfg->head == MLOC_HEAD_DINO) {
+        /* projector / predictor on the flattened map; DINO pools the map (src/models/heads.c) */
+        m->feature = mloc_build_flatten(b, "flatten", x);
+        mloc_status st = mloc_build_ssl_head(ctx, b, m->feature, x, &m->output);
+        if (st != MLOC_OK) return st;
     } else {
         m->feature = mloc_build_flatten(b, "flatten", x);
         m->output = m->feature;

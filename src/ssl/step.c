@@ -9,7 +9,8 @@ mloc_status mloc_ssl_scratch_init(mloc_ctx *ctx, mloc_ssl_scratch *s, const mloc
     s->out = mloc_alloc(ctx, (size_t)s->capacity * sizeof(float));
     s->dout = mloc_alloc(ctx, (size_t)s->capacity * sizeof(float));
     s->work = mloc_alloc(ctx, (size_t)mloc_ntxent_work_len(max_views, m->values[m->output].c) * sizeof(double));
-    if (!s->out || !s->dout || !s->work) {
+    s->aux = mloc_alloc(ctx, (size_t)s->capacity * sizeof(float));
+    if (!s->out || !s->dout || !s->work || !s->aux) {
         mloc_ssl_scratch_free(s);
         return MLOC_ERR_NOMEM;
     }
@@ -20,7 +21,8 @@ void mloc_ssl_scratch_free(mloc_ssl_scratch *s) {
     mloc_free(s->out);
     mloc_free(s->dout);
     mloc_free(s->work);
-    s->out = s->dout = NULL;
+    mloc_free(s->aux);
+    s->out = s->dout = s->aux = NULL;
     s->work = NULL;
     s->capacity = 0;
 }

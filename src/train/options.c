@@ -79,6 +79,27 @@ mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *c) {
     CHECK(c->keep_checkpoints >= 0, "option keep_checkpoints: %d, expected >= 0", c->keep_checkpoints);
     CHECK(!c->monitor_knn[0] || strchr(c->monitor_knn, ','),
           "option monitor_knn: '%s', expected TRAIN_SPEC,TEST_SPEC", c->monitor_knn);
+    /* SimSiam and DINO */
+    CHECK(c->pred_hidden >= 1, "option pred_hidden: %d, expected >= 1", c->pred_hidden);
+    CHECK(c->dino_out_dim >= 1, "option dino_out_dim: %d, expected >= 1", c->dino_out_dim);
+    CHECK(c->local_crops >= 0 && c->local_crops <= 64, "option local_crops: %d, expected 0..64", c->local_crops);
+    CHECK(c->local_crop_size >= 1 && c->local_crop_size <= c->image_size,
+          "option local_crop_size: %d, expected 1..image_size (%d)", c->local_crop_size, c->image_size);
+    CHECK(c->global_crop_scale_min > 0 && c->global_crop_scale_min <= 1,
+          "option global_crop_scale_min: %g, expected (0, 1]", c->global_crop_scale_min);
+    CHECK(c->local_crop_scale_min > 0 && c->local_crop_scale_min <= c->global_crop_scale_min,
+          "option local_crop_scale_min: %g, expected (0, global_crop_scale_min=%g]", c->local_crop_scale_min,
+          c->global_crop_scale_min);
+    CHECK(c->student_temp > 0 && c->teacher_temp > 0 && c->warmup_teacher_temp > 0,
+          "options student_temp / teacher_temp / warmup_teacher_temp: %g / %g / %g, expected > 0", c->student_temp,
+          c->teacher_temp, c->warmup_teacher_temp);
+    CHECK(c->warmup_teacher_temp_epochs >= 0, "option warmup_teacher_temp_epochs: %d, expected >= 0",
+          c->warmup_teacher_temp_epochs);
+    CHECK(c->momentum_teacher >= 0 && c->momentum_teacher <= 1, "option momentum_teacher: %g, expected [0, 1]",
+          c->momentum_teacher);
+    CHECK(c->center_momentum >= 0 && c->center_momentum <= 1, "option center_momentum: %g, expected [0, 1]",
+          c->center_momentum);
+    CHECK(c->freeze_last_layer >= 0, "option freeze_last_layer: %d, expected >= 0", c->freeze_last_layer);
     return MLOC_OK;
 }
 

@@ -36,9 +36,15 @@ typedef struct {
     mloc_schedule sched;
     mloc_loader *loader;
     mloc_ssl_scratch scratch;
+    mloc_model *twin;           /* simsiam: view 2's model, over model's store */
+    mloc_dino *dino;            /* dino: teacher, local-crop model, centre */
+    mloc_dino_config dino_cfg;
+    mloc_loader *local_loader;  /* dino: the local crops of the same images */
+    int fwd_batch;              /* images per forward pass of `model` (its plan) */
     FILE *log;
     int64_t steps_per_epoch;
     int views;
+    int crops;                  /* views per image counted in views_per_s (dino: 2 + local) */
     /* position: epochs completed, batches done in the current epoch, steps */
     int epoch;
     int64_t batch;
@@ -141,8 +147,15 @@ static mloc_status prepare_dir(trainer *t, int resume) {
         json_t *old = NULL;
         st = mloc_json_load(t->ctx, p, &old);
         if (st == MLOC_OK) {
-            /* the same options and data, or it is another run */
+            /* the same options and data, or it is another run; the old options
+             * are read back through the table, so options added since the run
+             * began compare at their defaults */
+            mloc_train_config oc = mloc_train_config_default();
             json_t *a = json_object_get(old, "options"), *b = json_object_get(doc, "options");
+            json_t *ar = a && mloc_train_config_from_json(t->ctx, &oc, a) == MLOC_OK ? mloc_train_config_to_json(&oc)
+                                                                                     : NULL;
+            mloc_ctx_clear_error(t->ctx);
+            if (ar) a = ar;
             json_t *da = json_object_get(json_object_get(old, "resolved"), "dataset_sha256");
             json_t *db = json_object_get(json_object_get(doc, "resolved"), "dataset_sha256");
             if (!json_equal(a, b) || !json_equal(da, db))
@@ -152,6 +165,7 @@ static mloc_status prepare_dir(trainer *t, int resume) {
             else if (!resume)
                 st = mloc_error(t->ctx, MLOC_ERR_CANTCREAT, "%s already holds this run; continue it with --resume",
                                 t->dir);
+            json_decref(ar);
         }
         json_decref(old);
     } else {
@@ -271,6 +285,7 @@ static mloc_status save_checkpoint(trainer *t) {
     for (int i = 0; meta[i] && st == MLOC_OK; i += 2) st = mloc_st_writer_meta(w, meta[i], meta[i + 1]);
     if (st == MLOC_OK) st = mloc_table_add_to_writer(w, &t->model->table, &t->model->store, -1);
     if (st == MLOC_OK) st = mloc_optim_add_to_writer(t->opt, w);
+    if (st == MLOC_OK && t->dino) st = mloc_dino_add_to_writer(t->dino, w);
     if (st == MLOC_OK) st = mloc_st_writer_save(w, p);
     mloc_st_writer_free(w);
     if (st == MLOC_OK) prune_checkpoints(t);
@@ -284,6 +299,7 @@ static mloc_status load_checkpoint(trainer *t, const char *name) {
     MLOC_TRY(mloc_st_open(t->ctx, &f, p));
     mloc_status st = mloc_table_load(t->ctx, &t->model->table, &t->model->store, f, MLOC_LOAD_ALLOW_UNEXPECTED);
     if (st == MLOC_OK) st = mloc_optim_load(t->opt, f);
+    if (st == MLOC_OK && t->dino) st = mloc_dino_load(t->ctx, t->dino, f);
     const char *ep = mloc_st_metadata(f, "epoch"), *b = mloc_st_metadata(f, "batch"),
                *s = mloc_st_metadata(f, "step"), *lo = mloc_st_metadata(f, "log_offset");
     if (st == MLOC_OK && (!ep || !b || !s || !lo))
@@ -369,15 +385,48 @@ static mloc_status setup(trainer *t, int resume) {
         mc.head_hidden = c->proj_hidden;
         mc.head_out = c->proj_dim;
         t->views = 2;
+    } else if (c->method == MLOC_METHOD_SIMSIAM) {
+        mc.head = MLOC_HEAD_SIMSIAM;
+        mc.head_hidden = c->proj_hidden;
+        mc.head_out = c->proj_dim;
+        mc.pred_hidden = c->pred_hidden;
+        t->views = 2;
+    } else if (c->method == MLOC_METHOD_DINO) {
+        mc.head = MLOC_HEAD_DINO;
+        mc.head_hidden = c->proj_hidden;
+        mc.head_bottleneck = c->proj_dim;
+        mc.head_out = c->dino_out_dim;
+        t->views = 2;
     } else {
         mc.head = MLOC_HEAD_CLASSIFIER;
         mc.head_out = t->data.n_classes;
         t->views = 1;
     }
+    t->crops = t->views + (c->method == MLOC_METHOD_DINO ? c->local_crops : 0);
+    /* simsiam runs each view as its own forward of B images */
+    t->fwd_batch = (c->method == MLOC_METHOD_SIMSIAM ? 1 : t->views) * c->batch_size;
     MLOC_TRY(mloc_model_create(ctx, &t->model, &mc));
     mloc_model_init_params(t->model, c->seed);
-    MLOC_TRY(mloc_model_plan(ctx, t->model, t->views * c->batch_size));
+    MLOC_TRY(mloc_model_plan(ctx, t->model, t->fwd_batch));
     MLOC_TRY(mloc_ssl_scratch_init(ctx, &t->scratch, t->model, t->views * c->batch_size));
+    if (c->method == MLOC_METHOD_SIMSIAM) {
+        MLOC_TRY(mloc_model_create_shared(ctx, &t->twin, &mc, t->model));
+        MLOC_TRY(mloc_model_plan(ctx, t->twin, c->batch_size));
+    }
+    if (c->method == MLOC_METHOD_DINO) {
+        mloc_dino_config *dc = &t->dino_cfg;
+        *dc = mloc_dino_config_default();
+        dc->local_crops = c->local_crops;
+        dc->local_size = c->local_crop_size;
+        dc->student_temp = c->student_temp;
+        dc->teacher_temp = c->teacher_temp;
+        dc->warmup_teacher_temp = c->warmup_teacher_temp;
+        dc->warmup_teacher_temp_epochs = c->warmup_teacher_temp_epochs;
+        dc->momentum_teacher = c->momentum_teacher;
+        dc->center_momentum = c->center_momentum;
+        dc->freeze_last_layer = c->freeze_last_layer;
+        MLOC_TRY(mloc_dino_create(ctx, &t->dino, t->model, dc, c->batch_size));
+    }
 
     /* optimizer and schedule */
     static const mloc_optim_kind kinds[] = {MLOC_OPTIM_SGD, MLOC_OPTIM_ADAM, MLOC_OPTIM_ADAMW, MLOC_OPTIM_LARS};
@@ -403,7 +452,25 @@ static mloc_status setup(trainer *t, int resume) {
     lc.shuffle = 1;
     lc.drop_last = 1;
     lc.workers = c->workers;
+    if (c->method == MLOC_METHOD_DINO) {
+        /* DINO's global crops: area (global_crop_scale_min, 1) */
+        lc.aug.scale[0] = (float)c->global_crop_scale_min;
+        lc.aug.scale[1] = 1.0f;
+        MLOC_TRY(mloc_aug_pipeline_check(ctx, &lc.aug));
+    }
     MLOC_TRY(mloc_loader_create(ctx, &t->loader, &t->data, t->idx, t->n_idx, &lc));
+    if (c->method == MLOC_METHOD_DINO && c->local_crops > 0) {
+        /* the local crops of the same images (the shuffle depends on the seed
+         * and epoch only): smaller, area (local_crop_scale_min,
+         * global_crop_scale_min), their own augmentation streams */
+        lc.views = c->local_crops;
+        lc.aug.out_h = lc.aug.out_w = c->local_crop_size;
+        lc.aug.scale[0] = (float)c->local_crop_scale_min;
+        lc.aug.scale[1] = (float)c->global_crop_scale_min;
+        lc.purpose = "dino_local";
+        MLOC_TRY(mloc_aug_pipeline_check(ctx, &lc.aug));
+        MLOC_TRY(mloc_loader_create(ctx, &t->local_loader, &t->data, t->idx, t->n_idx, &lc));
+    }
 
     /* resume position */
     char name[128];
@@ -426,14 +493,22 @@ static mloc_status setup(trainer *t, int resume) {
 
 static void teardown(trainer *t) {
     if (t->loader) mloc_loader_free(t->loader);
+    if (t->local_loader) mloc_loader_free(t->local_loader);
     mloc_ssl_scratch_free(&t->scratch);
     mloc_optim_free(t->opt);
+    mloc_dino_free(t->dino);
+    mloc_model_free(t->twin);
     mloc_model_free(t->model);
     mloc_dataset_free(&t->data);
     mloc_dataset_free(&t->knn_train);
     mloc_dataset_free(&t->knn_test);
     free(t->idx);
     if (t->log) fclose(t->log);
+}
+
+/* The network a run delivers: the model, or DINO's teacher (dino_export). */
+static mloc_model *export_model(const trainer *t) {
+    return t->dino && t->cfg->dino_export == MLOC_DINO_EXPORT_TEACHER ? mloc_dino_teacher(t->dino) : t->model;
 }
 
 /* kNN accuracy of the encoder output on the monitor sets, without
@@ -446,11 +521,11 @@ static mloc_status knn_monitor(trainer *t, double *acc) {
     mloc_aug_pipeline pipe;
     MLOC_TRY(mloc_aug_pipeline_make(t->ctx, &pipe, &ac));
     mloc_knn_config kc = mloc_knn_config_default();
-    kc.batch = t->views * t->cfg->batch_size; /* the planned batch: no re-planning */
+    kc.batch = t->fwd_batch; /* the planned batch: no re-planning */
     kc.k = t->cfg->knn_k;
     kc.t = t->cfg->knn_t;
     kc.pipe = &pipe;
-    return mloc_knn_accuracy(t->ctx, t->model, &t->knn_train, NULL, t->knn_train.n, &t->knn_test, NULL,
+    return mloc_knn_accuracy(t->ctx, export_model(t), &t->knn_train, NULL, t->knn_train.n, &t->knn_test, NULL,
                              t->knn_test.n, &kc, acc);
 }
 
@@ -499,26 +574,46 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
         int64_t epoch_views = 0;
         if (t.batch == 0) t.epoch_loss = 0, t.epoch_steps = t.epoch_correct = 0;
         st = mloc_loader_start_epoch(t.loader, t.epoch, t.batch);
+        if (st == MLOC_OK && t.local_loader) st = mloc_loader_start_epoch(t.local_loader, t.epoch, t.batch);
+        if (st == MLOC_OK && t.dino) st = mloc_dino_begin_epoch(t.dino, t.opt, t.epoch);
         if (st != MLOC_OK) goto done;
         for (;;) {
-            mloc_batch *b;
+            mloc_batch *b, *lb = NULL;
             st = mloc_loader_next(t.loader, &b);
             if (st != MLOC_OK) goto done;
             if (!b) break;
+            if (t.local_loader) {
+                st = mloc_loader_next(t.local_loader, &lb);
+                if (st == MLOC_OK && (!lb || lb->n != b->n || memcmp(lb->indices, b->indices, (size_t)b->n * sizeof(int64_t))))
+                    st = mloc_error(ctx, MLOC_ERR_INTERNAL, "dino: the local crops' batch is not the global crops' images");
+                if (st != MLOC_OK) {
+                    if (lb) mloc_loader_release(t.local_loader, lb);
+                    mloc_loader_release(t.loader, b);
+                    goto done;
+                }
+            }
             double lr = mloc_schedule_lr(&t.sched, t.step), loss = 0;
             int correct = 0;
             mloc_optim_zero_grad(t.opt, &t.model->store);
             if (cfg->method == MLOC_METHOD_SIMCLR)
                 st = mloc_simclr_step(ctx, t.model, &t.scratch, b->x, b->n, (float)cfg->temperature, &loss);
+            else if (cfg->method == MLOC_METHOD_SIMSIAM)
+                st = mloc_simsiam_step(ctx, t.model, t.twin, &t.scratch, b->x, b->n, &loss);
+            else if (cfg->method == MLOC_METHOD_DINO)
+                st = mloc_dino_step(ctx, t.dino, b->x, lb ? lb->x : NULL, b->n, t.epoch, &loss);
             else
                 st = mloc_supervised_step(ctx, t.model, &t.scratch, b->x, b->labels, b->n, &loss, &correct);
             mloc_loader_release(t.loader, b);
+            if (lb) mloc_loader_release(t.local_loader, lb);
             if (st == MLOC_ERR_DIVERGED)
                 mloc_error_prefix(ctx, st, "epoch %d, step %" PRId64 " (lr %g)", t.epoch + 1, t.step, lr);
             if (st != MLOC_OK) goto done;
             st = mloc_optim_step(t.opt, &t.model->store, lr);
             if (st != MLOC_OK) goto done;
             mloc_model_params_changed(t.model);
+            if (t.dino)
+                mloc_dino_update_teacher(
+                    t.dino, mloc_dino_momentum(&t.dino_cfg, t.step, (int64_t)cfg->epochs * t.steps_per_epoch));
             t.step++;
             t.batch++;
             t.epoch_loss += loss;
@@ -526,9 +621,9 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
             t.epoch_correct += correct;
             t.window_loss += loss;
             t.window_steps++;
-            window_views += (int64_t)t.views * B;
-            epoch_views += (int64_t)t.views * B;
-            views_done += (int64_t)t.views * B;
+            window_views += (int64_t)t.crops * B;
+            epoch_views += (int64_t)t.crops * B;
+            views_done += (int64_t)t.crops * B;
             if (t.step % cfg->log_every == 0) {
                 double dt = now_s() - window_t;
                 log_line(&t, json_pack("{s:s, s:i, s:I, s:f, s:f, s:f}", "type", "step", "epoch", t.epoch + 1,
@@ -590,10 +685,10 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
         snprintf(bufs[0], sizeof bufs[0], "%d", cfg->epochs);
         snprintf(bufs[1], sizeof bufs[1], "%" PRIu64, cfg->seed);
         snprintf(bufs[2], sizeof bufs[2], "%" PRId64, t.step);
-        static const char *methods[] = {"simclr", "supervised"};
+        static const char *methods[] = {"simclr", "supervised", "simsiam", "dino"};
         const char *meta[] = {"method", methods[cfg->method], "dataset", t.data.spec, "epoch", bufs[0],
                               "seed", bufs[1], "steps", bufs[2], NULL};
-        st = mloc_model_save(ctx, t.model, final_path, -1, meta);
+        st = mloc_model_save(ctx, export_model(&t), final_path, -1, meta);
     }
     res.finished = st == MLOC_OK;
 done:
