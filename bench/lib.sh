@@ -26,3 +26,22 @@ summary() {
   else ratio=$(awk -v a="$2" -v b="$3" 'BEGIN{printf "%.2f", a/b}'); fi
   echo "bench $1 memloc=$2 peer=$3 unit=$4 ratio=$ratio"
 }
+
+# encoder_bench ARCH: the SimCLR training step and the all-taps eval forward of
+# bench_encoder against bench/peer_encoder.py, BENCH_REPS times each.
+encoder_bench() {
+  local arch=$1 reps=${BENCH_REPS:-5} out
+  local m_train=() m_eval=() p_train=() p_eval=()
+  for r in $(seq "$reps"); do
+    out=$("$MLOC_BUILD/bench_encoder" --arch "$arch" --threads "${BENCH_THREADS:-2}" --reps 5)
+    echo "$out" | grep -v '^bench' >&2
+    m_train+=($(echo "$out" | sed -n "s/^bench ${arch}_train memloc=\([0-9.]*\).*/\1/p"))
+    m_eval+=($(echo "$out" | sed -n "s/^bench ${arch}_eval memloc=\([0-9.]*\).*/\1/p"))
+    out=$(/usr/bin/python3 "$MLOC_SOURCE/bench/peer_encoder.py" --arch "$arch" --threads "${BENCH_THREADS:-2}" --reps 5)
+    echo "$out" | grep -v '^peer' >&2
+    p_train+=($(echo "$out" | sed -n "s/^peer ${arch}_train=\([0-9.]*\)/\1/p"))
+    p_eval+=($(echo "$out" | sed -n "s/^peer ${arch}_eval=\([0-9.]*\)/\1/p"))
+  done
+  summary "${arch}_train_step" "$(printf '%s\n' "${m_train[@]}" | median)" "$(printf '%s\n' "${p_train[@]}" | median)" views/s
+  summary "${arch}_eval_forward" "$(printf '%s\n' "${m_eval[@]}" | median)" "$(printf '%s\n' "${p_eval[@]}" | median)" images/s
+}

@@ -1,11 +1,12 @@
-/* ResNet18 benchmarks (issue 8, Performance), fp32, torchvision ResNet18 with
- * the CIFAR stem (3x3 conv1, no maxpool) and the SimCLR head (512-512-128) on
- * 3x32x32:
- *   train   one SimCLR step: two views of B images (B=128 -> 256 views),
- *           forward, NT-Xent, backward, Adam -> views/s
+/* Encoder benchmarks, fp32, on 3x32x32 with the SimCLR head:
+ *   train   one SimCLR step: two views of B images, forward, NT-Xent,
+ *           backward, Adam -> views/s
  *   eval    eval-mode forward of B images returning every tap as NCHW -> images/s
- * The PyTorch peer (bench/peer_resnet18.py) runs the same shapes.
- *   bench_resnet18 [--threads T] [--batch B] [--reps R] [--backend dnnl|ref] */
+ * The PyTorch peer (bench/peer_encoder.py) runs the same shapes.
+ *   bench_encoder [--arch resnet9|resnet18|...] [--threads T] [--batch B] [--reps R]
+ *                 [--only train|eval] [--backend dnnl|ref] [--profile]
+ * Default batch: 256 for resnet9 (512 views, the reference setup), 128 otherwise.
+ * ResNets use the CIFAR stem. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +36,14 @@ static double median(double *v, int n) {
 #define CHECK(x)                                                                   \
     do {                                                                           \
         if ((x) != MLOC_OK) {                                                      \
-            fprintf(stderr, "bench_resnet18: %s: %s\n", #x, mloc_ctx_error(ctx));  \
+            fprintf(stderr, "bench_encoder: %s: %s\n", #x, mloc_ctx_error(ctx));   \
             return 1;                                                              \
         }                                                                          \
     } while (0)
 
 int main(int argc, char **argv) {
-    int threads = 2, B = 128, reps = 7, profile = 0;
+    int threads = 2, B = 0, reps = 7, profile = 0;
+    const char *arch = "resnet9";
     const char *what = "all";
     mloc_backend backend = MLOC_BACKEND_DNNL;
     for (int i = 1; i < argc; i++) {
@@ -50,10 +52,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) what = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
             backend = !strcmp(argv[++i], "ref") ? MLOC_BACKEND_REF : MLOC_BACKEND_DNNL;
         else {
-            fprintf(stderr, "usage: bench_resnet18 [--threads T] [--batch B] [--reps R] [--only train|eval] "
+            fprintf(stderr, "usage: bench_encoder [--arch A] [--threads T] [--batch B] [--reps R] [--only train|eval] "
                             "[--backend dnnl|ref] [--profile]\n");
             return 64;
         }
@@ -65,8 +68,9 @@ int main(int argc, char **argv) {
     if (mloc_ctx_create(&ctx, &cc) != MLOC_OK) return 1;
     mloc_model *m;
     mloc_model_config cfg = mloc_model_config_default();
-    cfg.arch = "resnet18";
+    cfg.arch = arch;
     cfg.stem = MLOC_STEM_CIFAR;
+    if (B == 0) B = strcmp(arch, "resnet9") ? 128 : 256;
     CHECK(mloc_model_create(ctx, &m, &cfg));
     const int V = 2 * B;
     CHECK(mloc_model_plan(ctx, m, V));
@@ -100,7 +104,7 @@ int main(int argc, char **argv) {
         double med = median(t, reps);
         printf("train step: %d views, median %.4f s (min %.4f, max %.4f) over %d reps, loss %.4f\n", V, med,
                t[0], t[reps - 1], reps, loss);
-        printf("bench resnet18_train memloc=%.1f unit=views/s\n", V / med);
+        printf("bench %s_train memloc=%.1f unit=views/s\n", arch, V / med);
         mloc_optim_free(opt);
     }
     if (!strcmp(what, "all") || !strcmp(what, "eval")) {
@@ -129,7 +133,7 @@ int main(int argc, char **argv) {
         double med = median(t, reps);
         printf("eval forward (all taps): %d images, median %.4f s (min %.4f, max %.4f)\n", B, med, t[0],
                t[reps - 1]);
-        printf("bench resnet18_eval memloc=%.1f unit=images/s\n", B / med);
+        printf("bench %s_eval memloc=%.1f unit=images/s\n", arch, B / med);
         free(taps);
     }
     if (profile) {
