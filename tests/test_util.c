@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "memloc/io.h"
+#include "memloc/model.h"
+#include "memloc/nn.h"
 #include "memloc/rng.h"
 
 mloc_ctx *test_ctx(int threads) {
@@ -102,3 +105,125 @@ int test_gradcheck(const char *what, double (*f)(void *user), double *x, const d
            (long long)n, max_err, 100 * max_used, bad ? " FAIL" : "");
     return bad == 0;
 }
+
+void test_load_prefixed(mloc_ctx *ctx, mloc_model *m, const mloc_st_file *f, const char *prefix) {
+    for (int i = 0; i < m->table.n; i++) {
+        const mloc_tensor *e = &m->table.t[i];
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        mloc_status st = mloc_role_block(e->role) == MLOC_BLOCK_COUNTER
+                             ? mloc_st_read_i64(ctx, mloc_store_ptr(&m->store, &m->table, i), f, name,
+                                                e->ndim, e->shape)
+                             : mloc_st_read_f32(ctx, mloc_store_ptr(&m->store, &m->table, i), f, name,
+                                                e->ndim, e->shape);
+        if (st != MLOC_OK) fail_msg("%s", mloc_ctx_error(ctx));
+    }
+    mloc_model_params_changed(m);
+}
+
+/* One training forward + backward (NT-Xent on the head output, twice, so
+ * gradients accumulate and running stats move twice) and one eval forward
+ * with every tap read, on backend `be`. */
+static void run_backend(mloc_ctx *ctx, mloc_backend be, const mloc_model_config *cfg, int N,
+                        const float *x, float **out, float **grads, float **taps, float **rstats,
+                        float **feat, double *loss) {
+    mloc_model *m;
+    assert_int_equal(mloc_model_create(ctx, &m, cfg), MLOC_OK);
+    assert_int_equal(mloc_model_set_backend(ctx, m, be), MLOC_OK);
+    /* non-trivial BN affine parameters */
+    for (int i = 0; i < m->table.n; i++) {
+        const mloc_tensor *e = &m->table.t[i];
+        float *p = mloc_store_ptr(&m->store, &m->table, i);
+        if (e->role == MLOC_ROLE_NORM_WEIGHT) test_fill_uniform_f32(p, e->numel, 0.5f, 1.5f, 100 + i);
+        if (e->role == MLOC_ROLE_NORM_BIAS) test_fill_uniform_f32(p, e->numel, -0.2f, 0.2f, 100 + i);
+    }
+    mloc_model_params_changed(m);
+    assert_int_equal(mloc_model_plan(ctx, m, N), MLOC_OK);
+    int64_t on = (int64_t)N * mloc_model_value_numel(m, m->output);
+    *out = malloc(on * sizeof(float));
+    float *dz = malloc(on * sizeof(float));
+    mloc_model_zero_grad(m);
+    for (int step = 0; step < 2; step++) {
+        mloc_status st = mloc_model_forward(ctx, m, x, N, MLOC_MODE_TRAIN, -1);
+        if (st) fail_msg("forward: %s", mloc_ctx_error(ctx));
+        assert_int_equal(mloc_model_read(ctx, m, m->output, *out), MLOC_OK);
+        *loss = mloc_ntxent(dz, *out, N, m->values[m->output].c, 0.5f);
+        st = mloc_model_backward(ctx, m, m->output, dz);
+        if (st) fail_msg("backward: %s", mloc_ctx_error(ctx));
+    }
+    int64_t np = m->table.numel[MLOC_BLOCK_PARAM];
+    *grads = malloc(np * sizeof(float));
+    memcpy(*grads, m->store.grad, np * sizeof(float));
+    int64_t nb = m->table.numel[MLOC_BLOCK_BUFFER];
+    *rstats = malloc(nb * sizeof(float));
+    memcpy(*rstats, m->store.buffer, nb * sizeof(float));
+    /* eval: every tap and the pooled feature */
+    int64_t total = 0;
+    for (int t = 0; t < m->n_taps; t++) total += (int64_t)N * mloc_model_value_numel(m, m->taps[t].value);
+    *taps = malloc(total * sizeof(float));
+    *feat = malloc((size_t)N * mloc_model_value_numel(m, m->feature) * sizeof(float));
+    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_EVAL, -1), MLOC_OK);
+    float *p = *taps;
+    for (int t = 0; t < m->n_taps; t++) {
+        int64_t n = (int64_t)N * mloc_model_value_numel(m, m->taps[t].value);
+        mloc_status st = mloc_model_read(ctx, m, m->taps[t].value, p);
+        if (st) fail_msg("read %s: %s", m->taps[t].name, mloc_ctx_error(ctx));
+        for (int64_t k = 0; k < n; k++)
+            if (!(p[k] >= 0)) fail_msg("tap %s [%lld] = %g, marked nonneg", m->taps[t].name, (long long)k, p[k]);
+        p += n;
+    }
+    assert_int_equal(mloc_model_read(ctx, m, m->feature, *feat), MLOC_OK);
+    free(dz);
+    mloc_model_free(m);
+}
+
+void test_compare_backends(const mloc_model_config *cfg, int N, int threads) {
+    mloc_ctx *ctx = test_ctx(threads);
+    int64_t nx = (int64_t)N * cfg->in_channels * cfg->image_h * cfg->image_w;
+    float *x = malloc(nx * sizeof(float));
+    test_fill_uniform_f32(x, nx, -1, 1, 7);
+    float *o1, *g1, *t1, *r1, *f1, *o2, *g2, *t2, *r2, *f2;
+    double l1, l2;
+    run_backend(ctx, MLOC_BACKEND_REF, cfg, N, x, &o1, &g1, &t1, &r1, &f1, &l1);
+    run_backend(ctx, MLOC_BACKEND_DNNL, cfg, N, x, &o2, &g2, &t2, &r2, &f2, &l2);
+    mloc_model *m;
+    assert_int_equal(mloc_model_create(ctx, &m, cfg), MLOC_OK);
+    printf("%s: loss ref %.9g dnnl %.9g\n", cfg->arch, l1, l2);
+    int ok = fabs(l1 - l2) < 1e-5;
+    /* budgets relative to each tensor's scale (the largest magnitude) */
+    const int64_t no = (int64_t)N * mloc_model_value_numel(m, m->output);
+    double oscale = 0;
+    for (int64_t k = 0; k < no; k++) oscale = fmax(oscale, fabs(o1[k]));
+    ok &= test_close_f32("output", o2, o1, no, 1e-4 * oscale, 1e-3);
+    for (int i = 0; i < m->table.n; i++) {
+        const mloc_tensor *e = &m->table.t[i];
+        if (mloc_role_block(e->role) == MLOC_BLOCK_PARAM) {
+            double scale = 0;
+            for (int64_t k = 0; k < e->numel; k++) scale = fmax(scale, fabs(g1[e->offset + k]));
+            /* A conv bias in front of a BN has a true gradient of exactly 0, so
+             * both backends give rounding noise: budget it on the scale of the
+             * layer's weight gradient (the entry before it). */
+            if (e->role == MLOC_ROLE_BIAS && i > 0) {
+                const mloc_tensor *w = &m->table.t[i - 1];
+                for (int64_t k = 0; k < w->numel; k++) scale = fmax(scale, fabs(g1[w->offset + k]));
+            }
+            ok &= test_close_f32(e->name, g2 + e->offset, g1 + e->offset, e->numel, 1e-4 * scale, 1e-3);
+        } else if (mloc_role_block(e->role) == MLOC_BLOCK_BUFFER) {
+            ok &= test_close_f32(e->name, r2 + e->offset, r1 + e->offset, e->numel, 1e-5, 1e-4);
+        }
+    }
+    float *p1 = t1, *p2 = t2;
+    for (int t = 0; t < m->n_taps; t++) {
+        int64_t n = (int64_t)N * mloc_model_value_numel(m, m->taps[t].value);
+        ok &= test_close_f32(m->taps[t].name, p2, p1, n, 1e-4, 1e-3);
+        p1 += n;
+        p2 += n;
+    }
+    ok &= test_close_f32("feature", f2, f1, (int64_t)N * mloc_model_value_numel(m, m->feature), 1e-4, 1e-3);
+    assert_true(ok);
+    mloc_model_free(m);
+    free(x); free(o1); free(g1); free(t1); free(r1); free(f1);
+    free(o2); free(g2); free(t2); free(r2); free(f2);
+    mloc_ctx_destroy(ctx);
+}
+

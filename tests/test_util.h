@@ -43,4 +43,18 @@ void test_fill_uniform_f64(double *x, int64_t n, double lo, double hi, uint64_t 
 int test_gradcheck(const char *what, double (*f)(void *user), double *x, const double *grad,
                    int64_t n, void *user, double h, double atol, double rtol, int max_checks);
 
+/* Load every tensor of m's table from fixture tensors named prefix + name. */
+#include "memloc/io.h"
+#include "memloc/model.h"
+void test_load_prefixed(mloc_ctx *ctx, mloc_model *m, const mloc_st_file *f, const char *prefix);
+
+/* The oneDNN backend against the reference backend for a model config on a
+ * batch of N random images: two training forward/backward passes (NT-Xent on
+ * the head output, gradients accumulating, running stats moving), every
+ * parameter gradient, the running statistics, the head output, every tap of
+ * an eval forward (checked non-negative, as marked) and the encoder feature,
+ * with budgets relative to each tensor's scale. Non-trivial BN affine
+ * parameters. Fails the test on any mismatch. */
+void test_compare_backends(const mloc_model_config *cfg, int N, int threads);
+
 #endif

@@ -16,21 +16,6 @@
 #define IMAGES 8
 #define STEPS 10
 
-static void load_prefixed(mloc_ctx *ctx, mloc_model *m, const mloc_st_file *f, const char *prefix) {
-    for (int i = 0; i < m->table.n; i++) {
-        const mloc_tensor *e = &m->table.t[i];
-        char name[160];
-        snprintf(name, sizeof name, "%s%s", prefix, e->name);
-        mloc_status st = mloc_role_block(e->role) == MLOC_BLOCK_COUNTER
-                             ? mloc_st_read_i64(ctx, mloc_store_ptr(&m->store, &m->table, i), f, name,
-                                                e->ndim, e->shape)
-                             : mloc_st_read_f32(ctx, mloc_store_ptr(&m->store, &m->table, i), f, name,
-                                                e->ndim, e->shape);
-        if (st != MLOC_OK) fail_msg("%s", mloc_ctx_error(ctx));
-    }
-    mloc_model_params_changed(m);
-}
-
 static void step_parity(mloc_backend backend) {
     mloc_ctx *ctx = test_ctx(2);
     mloc_st_file *f;
@@ -43,7 +28,7 @@ static void step_parity(mloc_backend backend) {
     mloc_model *m;
     assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_OK);
     assert_int_equal(mloc_model_set_backend(ctx, m, backend), MLOC_OK);
-    load_prefixed(ctx, m, f, "init.");
+    test_load_prefixed(ctx, m, f, "init.");
     const int V = 2 * IMAGES, D = cfg.head_out;
     float *x = malloc((size_t)V * 3 * 32 * 32 * sizeof(float));
     int64_t xs[4] = {V, 3, 32, 32}, zs[2] = {V, D};

@@ -15,21 +15,6 @@
 #include "memloc/nn.h"
 #include "test_util.h"
 
-static void load_prefixed(mloc_ctx *ctx, mloc_model *m, const mloc_st_file *f, const char *prefix) {
-    for (int i = 0; i < m->table.n; i++) {
-        const mloc_tensor *e = &m->table.t[i];
-        char name[160];
-        snprintf(name, sizeof name, "%s%s", prefix, e->name);
-        mloc_status st = mloc_role_block(e->role) == MLOC_BLOCK_COUNTER
-                             ? mloc_st_read_i64(ctx, mloc_store_ptr(&m->store, &m->table, i), f, name,
-                                                e->ndim, e->shape)
-                             : mloc_st_read_f32(ctx, mloc_store_ptr(&m->store, &m->table, i), f, name,
-                                                e->ndim, e->shape);
-        if (st != MLOC_OK) fail_msg("%s", mloc_ctx_error(ctx));
-    }
-    mloc_model_params_changed(m);
-}
-
 /* Compare value v of the last forward (N samples) with fixture tensor `name`,
  * budget relative to the tensor's largest magnitude. */
 static int check_value(mloc_ctx *ctx, mloc_model *m, const mloc_st_file *f, const char *name, int v, int N,
@@ -68,7 +53,7 @@ static void step_parity(const char *fixture, mloc_backend backend) {
     mloc_model *m;
     assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_OK);
     assert_int_equal(mloc_model_set_backend(ctx, m, backend), MLOC_OK);
-    load_prefixed(ctx, m, f, "init.");
+    test_load_prefixed(ctx, m, f, "init.");
     const int D = cfg.head_out, H = cfg.image_h;
     float *x = malloc((size_t)V * 3 * H * H * sizeof(float));
     int64_t xs[4] = {V, 3, H, H}, zs[2] = {V, D}, ls[1] = {1};

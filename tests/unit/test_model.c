@@ -95,98 +95,11 @@ static void test_init(void **state) {
     mloc_ctx_destroy(ctx);
 }
 
-typedef struct {
-    mloc_model *m;
-    float *out, *dy;
-} run_result;
-
-/* One training forward + backward (NT-Xent on the head output) and one eval
- * forward with every tap read, on backend `be`. */
-static void run_backend(mloc_ctx *ctx, mloc_backend be, const mloc_model_config *cfg, int N,
-                        const float *x, float **out, float **grads, float **taps, float **rstats,
-                        double *loss) {
-    mloc_model *m;
-    assert_int_equal(mloc_model_create(ctx, &m, cfg), MLOC_OK);
-    assert_int_equal(mloc_model_set_backend(ctx, m, be), MLOC_OK);
-    assert_int_equal(mloc_model_plan(ctx, m, N), MLOC_OK);
-    int64_t on = (int64_t)N * mloc_model_value_numel(m, m->output);
-    *out = malloc(on * sizeof(float));
-    float *dz = malloc(on * sizeof(float));
-    mloc_model_zero_grad(m);
-    for (int step = 0; step < 2; step++) {
-        mloc_status st = mloc_model_forward(ctx, m, x, N, MLOC_MODE_TRAIN, -1);
-        if (st) fail_msg("forward: %s", mloc_ctx_error(ctx));
-        assert_int_equal(mloc_model_read(ctx, m, m->output, *out), MLOC_OK);
-        *loss = mloc_ntxent(dz, *out, N, m->values[m->output].c, 0.5f);
-        st = mloc_model_backward(ctx, m, m->output, dz);
-        if (st) fail_msg("backward: %s", mloc_ctx_error(ctx));
-    }
-    int64_t np = m->table.numel[MLOC_BLOCK_PARAM];
-    *grads = malloc(np * sizeof(float));
-    memcpy(*grads, m->store.grad, np * sizeof(float));
-    int64_t nb = m->table.numel[MLOC_BLOCK_BUFFER];
-    *rstats = malloc(nb * sizeof(float));
-    memcpy(*rstats, m->store.buffer, nb * sizeof(float));
-    assert_int_equal(m->store.counter[0], 2);
-    /* eval: every tap */
-    int64_t total = 0;
-    for (int t = 0; t < m->n_taps; t++) total += (int64_t)N * mloc_model_value_numel(m, m->taps[t].value);
-    *taps = malloc(total * sizeof(float));
-    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_EVAL, -1), MLOC_OK);
-    float *p = *taps;
-    for (int t = 0; t < m->n_taps; t++) {
-        assert_int_equal(mloc_model_read(ctx, m, m->taps[t].value, p), MLOC_OK);
-        p += (int64_t)N * mloc_model_value_numel(m, m->taps[t].value);
-    }
-    free(dz);
-    mloc_model_free(m);
-}
-
-static void compare_backends(const mloc_model_config *cfg, int N) {
-    mloc_ctx *ctx = test_ctx(2);
-    int64_t nx = (int64_t)N * cfg->in_channels * cfg->image_h * cfg->image_w;
-    float *x = malloc(nx * sizeof(float));
-    test_fill_uniform_f32(x, nx, -1, 1, 7);
-    float *o1, *g1, *t1, *r1, *o2, *g2, *t2, *r2;
-    double l1, l2;
-    run_backend(ctx, MLOC_BACKEND_REF, cfg, N, x, &o1, &g1, &t1, &r1, &l1);
-    run_backend(ctx, MLOC_BACKEND_DNNL, cfg, N, x, &o2, &g2, &t2, &r2, &l2);
-    mloc_model *m;
-    assert_int_equal(mloc_model_create(ctx, &m, cfg), MLOC_OK);
-    printf("loss ref %.9g dnnl %.9g\n", l1, l2);
-    assert_true(fabs(l1 - l2) < 1e-5);
-    assert_true(test_close_f32("output", o2, o1, (int64_t)N * mloc_model_value_numel(m, m->output), 1e-5, 1e-3));
-    int ok = 1;
-    for (int i = 0; i < m->table.n; i++) {
-        const mloc_tensor *e = &m->table.t[i];
-        if (mloc_role_block(e->role) == MLOC_BLOCK_PARAM) {
-            /* relative budget on the tensor's scale; conv biases in front of a BN
-             * have a true gradient of exactly 0, hence the absolute 1e-6 */
-            double scale = 0;
-            for (int64_t k = 0; k < e->numel; k++) scale = fmax(scale, fabs(g1[e->offset + k]));
-            ok &= test_close_f32(e->name, g2 + e->offset, g1 + e->offset, e->numel, 1e-4 * scale + 1e-6, 1e-3);
-        } else if (mloc_role_block(e->role) == MLOC_BLOCK_BUFFER) {
-            ok &= test_close_f32(e->name, r2 + e->offset, r1 + e->offset, e->numel, 1e-5, 1e-4);
-        }
-    }
-    assert_true(ok);
-    float *p1 = t1, *p2 = t2;
-    for (int t = 0; t < m->n_taps; t++) {
-        int64_t n = (int64_t)N * mloc_model_value_numel(m, m->taps[t].value);
-        assert_true(test_close_f32(m->taps[t].name, p2, p1, n, 1e-4, 1e-3));
-        p1 += n;
-        p2 += n;
-    }
-    mloc_model_free(m);
-    free(x); free(o1); free(g1); free(t1); free(r1); free(o2); free(g2); free(t2); free(r2);
-    mloc_ctx_destroy(ctx);
-}
-
 static void test_dnnl_matches_ref(void **state) {
     (void)state;
     mloc_model_config cfg = mloc_model_config_default();
     cfg.width = 0.5;
-    compare_backends(&cfg, 6);
+    test_compare_backends(&cfg, 6, 2);
 }
 
 static void test_dnnl_matches_ref_gray(void **state) {
@@ -194,7 +107,7 @@ static void test_dnnl_matches_ref_gray(void **state) {
     mloc_model_config cfg = mloc_model_config_default();
     cfg.in_channels = 1;
     cfg.width = 0.25;
-    compare_backends(&cfg, 4);
+    test_compare_backends(&cfg, 4, 2);
 }
 
 /* A partial eval forward computes early taps without running the rest, and
