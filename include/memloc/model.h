@@ -23,7 +23,15 @@
     X(ADD, "add")                                                                \
     X(FLATTEN, "flatten")                                                        \
     X(LINEAR, "linear")                                                          \
-    X(AVGPOOL_GLOBAL, "avgpool_global")
+    X(AVGPOOL_GLOBAL, "avgpool_global")                                          \
+    X(PATCH_EMBED, "patch_embed")                                                \
+    X(CLS_POS, "cls_pos")                                                        \
+    X(LAYERNORM, "layernorm")                                                    \
+    X(LINEAR_TOKENS, "linear_tokens")                                            \
+    X(GELU, "gelu")                                                              \
+    X(ATTENTION, "attention")                                                    \
+    X(CLS_SELECT, "cls_select")                                                  \
+    X(MAE_UNMASK, "mae_unmask")
 
 typedef enum {
 #define MLOC_X(name, text) MLOC_OP_##name,
@@ -35,7 +43,9 @@ typedef enum {
 const char *mloc_op_name(mloc_op op);
 
 /* An activation value: per-sample shape (C,H,W); fully connected values have
- * H = W = 1. The batch dimension is the run's N. */
+ * H = W = 1. The batch dimension is the run's N. A token sequence (ViT,
+ * src/models/vit.c) of T tokens of width D is c = T, h = 1, w = D: per sample
+ * a row-major (T, D) matrix, token 0 the CLS token, as timm's (N, T, D). */
 typedef struct {
     char name[64];
     int c, h, w;
@@ -52,13 +62,29 @@ typedef struct {
         struct { int k, r, s, stride, pad, weight, bias; } conv;        /* bias -1: none */
         struct { float eps, momentum; int weight, bias, mean, var, count; } bn;
         struct { int k, stride, pad; } pool;
-        struct { int out_features, weight, bias; } linear;
+        struct { int out_features, weight, bias; } linear;   /* also LINEAR_TOKENS */
+        /* ViT ops (src/models/vit.c; shapes per sample, tokens (T, D)):
+         *   PATCH_EMBED    (C, H, W) -> (L, D): Conv2d(C, D, P, stride P), flatten(2).transpose(1, 2)
+         *   CLS_POS        (L, D) -> (1 + keep, D): [cls + pos[0]; x[o_j] + pos[1 + o_j]], j < keep,
+         *                  o = the sample's patch order (m->patch_order; identity when keep = L)
+         *   LAYERNORM      (T, D) over D;  LINEAR_TOKENS (T, I) -> (T, O);  GELU (erf)
+         *   ATTENTION      (T, 3D) qkv as timm's (T, 3, H, Dh) -> (T, D), probabilities saved
+         *   CLS_SELECT     (T, D) -> (D, 1, 1): token 0, the encoder output
+         *   MAE_UNMASK     (1 + keep, D) -> (1 + L, D): MAE's decoder input, tokens back in
+         *                  patch order with mask_token at the masked patches, + pos */
+        struct { int p, weight, bias; } patch;
+        struct { int cls, pos, keep; } tok;                 /* CLS_POS */
+        struct { float eps; int weight, bias; } ln;
+        struct { int heads; } attn;
+        struct { int mask, pos, keep; } unmask;              /* MAE_UNMASK */
     } u;
 } mloc_node;
 
 typedef enum {
     MLOC_UNIT_CHANNEL = 0, /* conv channel: mean over spatial positions (SPEC 4) */
-    MLOC_UNIT_NEURON       /* fully connected neuron */
+    MLOC_UNIT_NEURON,      /* fully connected neuron */
+    MLOC_UNIT_TOKEN_MEAN   /* a feature of a token sequence (T, D): its mean over the T tokens
+                              (SPEC 4, ViT: MLP neurons, residual-stream features) */
 } mloc_unit_kind;
 
 /* A named point of the forward pass whose output the metrics read. */
@@ -94,7 +120,9 @@ typedef enum {
     MLOC_HEAD_SIMCLR,
     MLOC_HEAD_CLASSIFIER,
     MLOC_HEAD_SIMSIAM,
-    MLOC_HEAD_DINO
+    MLOC_HEAD_DINO,
+    MLOC_HEAD_MAE          /* ViT only: MAE's decoder (src/models/vit.c), m->output the
+                              per-patch pixel predictions (1 + L, P*P*C) */
 } mloc_head_kind;
 
 /* Stem of the torchvision ResNets (resnet18/34/50; ResNet9 ignores it):
@@ -115,6 +143,16 @@ typedef struct {
     mloc_stem stem;        /* ResNet18/34/50 stem: default CIFAR */
     int pred_hidden;       /* SimSiam predictor hidden units: default 512 */
     int head_bottleneck;   /* DINO head bottleneck: default 256 */
+    /* ViT (vit_tiny / vit_small / vit_base, src/models/vit.c) */
+    int patch_size;        /* patch side P: default 4 (32 x 32 images: 8 x 8 patches) */
+    int embed_dim;         /* 0: the arch's D (192 / 384 / 768) */
+    int depth;             /* 0: the arch's 12 blocks */
+    int heads;             /* 0: the arch's (3 / 6 / 12) */
+    int decoder_dim;       /* MAE decoder width: default 128 */
+    int decoder_depth;     /* MAE decoder blocks: default 2 */
+    int decoder_heads;     /* MAE decoder heads: default 4 */
+    int mask_keep;         /* MAE: patches the encoder sees; 0 = all (the model the metrics
+                              read), else the training graph of src/ssl/mae.c */
 } mloc_model_config;
 
 mloc_model_config mloc_model_config_default(void);
@@ -148,6 +186,9 @@ typedef struct {
     uint8_t *bn_eval;     /* per module: 1 = its BN layers run in eval mode even when training */
     int profile;          /* 1: time every node (slower; for benchmarks) */
     int store_shared;     /* 1: `store` is another model's (mloc_model_create_shared) */
+    const int32_t *patch_order; /* MAE (cfg.mask_keep > 0): per sample, a permutation of the L
+                                   patches, the first mask_keep visible (N x L); the caller's,
+                                   set before the forward and kept until the backward */
 } mloc_model;
 
 mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg);

@@ -126,4 +126,63 @@ mloc_status mloc_dino_begin_epoch(mloc_dino *d, mloc_optim *opt, int epoch);
 mloc_status mloc_dino_add_to_writer(const mloc_dino *d, mloc_st_writer *w);
 mloc_status mloc_dino_load(mloc_ctx *ctx, mloc_dino *d, const mloc_st_file *f);
 
+/* ---- MAE (He et al. 2022; src/ssl/mae.c) ------------------------------------
+ * m is a ViT with the MAE head (model.h, src/models/vit.c) that sees every
+ * patch (cfg.mask_keep 0): the model the metrics and the kNN monitor read,
+ * whose store the optimizer steps. mloc_mae holds the training graph, a
+ * second model over m's store (mloc_model_create_shared) whose encoder sees
+ * keep = int(L (1 - mask_ratio)) of the L patches, as MAE's len_keep, plus
+ * the patch orders and the loss buffers.
+ *
+ * One iteration: mloc_optim_zero_grad; mloc_mae_step (gradients +=);
+ * mloc_optim_step. Each sample's mask comes from the stream (seed,
+ * "mae-mask", epoch, sample): a uniform random permutation of the L patches
+ * (Fisher-Yates) whose first keep are visible, the distribution of MAE's
+ * argsort of uniform noise; so a resumed run draws the same masks and MAE
+ * adds nothing to a checkpoint. */
+typedef struct {
+    double mask_ratio; /* share of the patches masked, in (0, 1); default 0.75 */
+    int norm_pix_loss; /* 1 (default): targets normalised per patch (MAE's norm_pix_loss) */
+    uint64_t seed;     /* root seed of the mask streams */
+} mloc_mae_config;
+
+mloc_mae_config mloc_mae_config_default(void);
+
+typedef struct mloc_mae mloc_mae;
+
+/* ERR_USAGE unless m is a ViT with an MAE head seeing every patch, or when
+ * the ratio leaves no patch visible or none masked. Plans the training
+ * graph for B images. m must outlive the state. */
+mloc_status mloc_mae_create(mloc_ctx *ctx, mloc_mae **out, mloc_model *m, const mloc_mae_config *cfg,
+                            int B);
+void mloc_mae_free(mloc_mae *a);
+/* The masked training graph (its patch_order is set by each step). */
+mloc_model *mloc_mae_train_model(const mloc_mae *a);
+int mloc_mae_keep(const mloc_mae *a);
+
+/* order (n, L): for sample i (dataset index samples[i]) the permutation
+ * drawn from stream (seed, "mae-mask", epoch, samples[i]). */
+void mloc_mae_draw_orders(int32_t *order, int L, int n, const int64_t *samples, int epoch, uint64_t seed);
+
+/* MAE's forward_loss. pred (N, 1 + L, P*P*C) is the decoder output (row 0,
+ * the CLS token's, is ignored); x (N, C, H, W) the images; order (N, L) the
+ * patch orders, the first keep visible. The target of patch l (raster order
+ * of the (H/P) x (W/P) grid) is MAE's patchify: its pixels in (p, q, c)
+ * order ('nchpwq->nhwpqc'), with norm_pix standardised by the patch's mean
+ * and unbiased variance: (t - mean) / sqrt(var + 1e-6). The loss is the
+ * mean over the N (L - keep) masked patches of the patch's mean squared
+ * error; dpred (=, if non-NULL) is its gradient, 0 at row 0 and at the
+ * visible patches. Sums in double. */
+double mloc_mae_loss(float *dpred, const float *pred, const float *x, const int32_t *order, int N, int C,
+                     int H, int W, int P, int keep, int norm_pix);
+
+/* One step on B images x (B, C, H, W) with dataset indices samples (B):
+ * draws the masks for `epoch`, runs the training graph, the loss and the
+ * backward. ERR_DIVERGED if the loss is not finite. */
+mloc_status mloc_mae_step(mloc_ctx *ctx, mloc_mae *a, const float *x, const int64_t *samples, int B, int epoch,
+                          double *loss);
+/* The same with given patch orders (B, L) (tests, the PyTorch parity). */
+mloc_status mloc_mae_step_orders(mloc_ctx *ctx, mloc_mae *a, const float *x, const int32_t *order, int B,
+                                 double *loss);
+
 #endif

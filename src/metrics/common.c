@@ -309,6 +309,37 @@ void mloc_metrics_spatial_mean(double *act, const float *x, int64_t N, int U, in
             }
 }
 
+void mloc_metrics_token_mean(double *act, const float *x, int64_t N, int T, int U, int abs,
+                             int64_t *neg_img, int *neg_unit, float *neg_val) {
+    int any_neg = 0;
+    /* one sample per thread: its U running sums over the tokens in order */
+#pragma omp parallel for schedule(static) reduction(| : any_neg) if (N * T * U > MLOC_METRICS_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        double *a = act + n * U;
+        const float *xs = x + n * T * U;
+        for (int u = 0; u < U; u++) a[u] = 0;
+        for (int t = 0; t < T; t++) {
+            const float *row = xs + (int64_t)t * U;
+            for (int u = 0; u < U; u++) {
+                any_neg |= row[u] < 0;
+                a[u] += abs ? fabs((double)row[u]) : (double)row[u];
+            }
+        }
+        for (int u = 0; u < U; u++) a[u] /= T;
+    }
+    *neg_img = -1;
+    *neg_unit = -1;
+    *neg_val = 0;
+    if (abs) return;
+    for (int64_t i = 0; any_neg && i < N * T * U; i++)
+        if (x[i] < 0) {
+            *neg_img = i / ((int64_t)T * U);
+            *neg_unit = (int)(i % U);
+            *neg_val = x[i];
+            break;
+        }
+}
+
 /* ---- result files ------------------------------------------------------------------- */
 
 json_t *mloc_metrics_json_real(double v) { return isfinite(v) ? json_real(v) : json_null(); }

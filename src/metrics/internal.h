@@ -32,6 +32,11 @@ int mloc_metrics_chunk_points(int batch, int views_per_point);
  * !abs and one exists (else -1), with its value in *neg_val. */
 void mloc_metrics_spatial_mean(double *act, const float *x, int64_t N, int U, int64_t HW,
                                int abs, int64_t *neg_img, int *neg_unit, float *neg_val);
+/* The same for token taps (MLOC_UNIT_TOKEN_MEAN, a ViT's (T, U) values):
+ * act (N, U) = the mean over the T tokens of each feature of x (N, T, U)
+ * (|x| with abs), summed in token order. */
+void mloc_metrics_token_mean(double *act, const float *x, int64_t N, int T, int U, int abs,
+                             int64_t *neg_img, int *neg_unit, float *neg_val);
 
 /* The variant of a run as a JSON object (aug pipeline, normalize order,
  * seeds, paths). Never NULL unless out of memory. */

@@ -2,7 +2,8 @@
  *
  * Definition. A unit u is an output channel of a tap; its activation on one
  * view is the mean over the spatial positions of that channel (a neuron of
- * a fully connected value is its own activation). Over K views a_k of a
+ * a fully connected value is its own activation; a feature of a ViT's token
+ * tap, MLOC_UNIT_TOKEN_MEAN, the mean over the tokens). Over K views a_k of a
  * point x, mu_u(x) = (1/K) sum_k act_u(a_k(x)). Over the evaluated points D:
  *   mu_max,u  = max_x mu_u(x), attained at x*_u (the first such point),
  *   mu_rest,u = mean (the paper; default) or median (reference code) of
@@ -286,8 +287,12 @@ mloc_status mloc_metrics_unit_means(mloc_ctx *ctx, const char *what, mloc_model 
             int64_t neg_img;
             int neg_unit;
             float neg_val;
-            /* y is (rows, U, D/U): the spatial mean of every channel */
-            mloc_metrics_spatial_mean(act, y, rows, U, D / U, abs, &neg_img, &neg_unit, &neg_val);
+            /* y is (rows, U, D/U): the spatial mean of every channel; or, for a
+             * token tap (ViT), (rows, D/U, U): the mean over the tokens */
+            if (tap->unit_kind == MLOC_UNIT_TOKEN_MEAN)
+                mloc_metrics_token_mean(act, y, rows, (int)(D / U), U, abs, &neg_img, &neg_unit, &neg_val);
+            else
+                mloc_metrics_spatial_mean(act, y, rows, U, D / U, abs, &neg_img, &neg_unit, &neg_val);
             if (neg_img >= 0) {
                 st = mloc_error(ctx, MLOC_ERR_DATA,
                                 "%s: tap '%s' unit %d: negative activation %g on point %lld (view %lld); "

@@ -183,6 +183,28 @@ int mloc_build_linear(mloc_builder *b, const char *path, int in, int out_feature
     return v;
 }
 
+int mloc_build_node(mloc_builder *b, mloc_op op, const char *name, int in0, int in1, int c, int h, int w,
+                    int *node) {
+    *node = -1;
+    if (in0 < 0 || b->failed) return -1;
+    if (!new_node(b, op, name, in0, in1)) return -1;
+    const int i = b->m->n_nodes - 1;
+    int v = new_value(b, name, c, h, w, i);
+    if (v < 0) return -1;
+    b->m->nodes[i].out = v;
+    *node = i;
+    return v;
+}
+
+int mloc_build_param(mloc_builder *b, const char *path, const char *leaf, mloc_role role, int ndim,
+                     const int64_t *shape) {
+    if (b->failed) return -1;
+    if (leaf) return add_param(b, path, leaf, role, ndim, shape);
+    int i = mloc_table_add(&b->m->table, path, role, b->group, b->module, ndim, shape);
+    if (i < 0) b->failed = 1;
+    return i;
+}
+
 void mloc_build_rename(mloc_builder *b, int v, const char *name) {
     if (v >= 0) snprintf(b->m->values[v].name, sizeof b->m->values[v].name, "%s", name);
 }
@@ -198,7 +220,7 @@ int mloc_build_tap(mloc_builder *b, const char *name, int v, mloc_unit_kind kind
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->value = v;
-    t->units = m->values[v].c;
+    t->units = kind == MLOC_UNIT_TOKEN_MEAN ? m->values[v].w : m->values[v].c; /* (T, 1, D): D features */
     t->unit_kind = kind;
     t->nonneg = nonneg;
     int producer = m->values[v].producer;

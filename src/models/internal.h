@@ -28,6 +28,16 @@ int mloc_build_add(mloc_builder *b, const char *name, int a, int c);
 int mloc_build_flatten(mloc_builder *b, const char *name, int in);
 int mloc_build_linear(mloc_builder *b, const char *path, int in, int out_features, int bias);
 int mloc_build_avgpool_global(mloc_builder *b, const char *name, int in);
+/* Any op: a node reading in0 [and in1] whose output is a fresh value of
+ * per-sample shape (c, h, w); the caller fills the node's union (through
+ * b->m->nodes[*node], *node its index). Returns the value id, or -1 (and
+ * *node -1) after a failure. The ViT ops are built this way (vit.c). */
+int mloc_build_node(mloc_builder *b, mloc_op op, const char *name, int in0, int in1, int c, int h, int w,
+                    int *node);
+/* A parameter "path.leaf" (or "path" when leaf is NULL: cls_token, pos_embed)
+ * of the current module and group; its table index, or -1. */
+int mloc_build_param(mloc_builder *b, const char *path, const char *leaf, mloc_role role, int ndim,
+                     const int64_t *shape);
 /* Name value v (its tap name) and register it as a tap. */
 int mloc_build_tap(mloc_builder *b, const char *name, int v, mloc_unit_kind kind, int nonneg);
 void mloc_build_rename(mloc_builder *b, int v, const char *name);
@@ -36,6 +46,12 @@ void mloc_build_rename(mloc_builder *b, int v, const char *name);
 mloc_status mloc_resnet9_build(mloc_ctx *ctx, mloc_builder *b);
 /* torchvision resnet18 / resnet34 / resnet50 (src/models/resnet.c). */
 mloc_status mloc_resnet_build(mloc_ctx *ctx, mloc_builder *b);
+/* timm ViT vit_tiny / vit_small / vit_base, with MAE's decoder for the MAE
+ * head (src/models/vit.c); mloc_vit_init: timm's initialisation of its
+ * tensors after the PyTorch defaults. */
+mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b);
+int mloc_vit_arch(const char *arch);
+void mloc_vit_init(mloc_model *m, uint64_t seed);
 
 /* SimSiam projector + predictor, or the DINO head's tensors (src/models/heads.c,
  * the layouts in model.h): appended after the encoder, reading `feature`

@@ -15,7 +15,8 @@ static const char *op_names[] = {
 
 const char *mloc_op_name(mloc_op op) { return (unsigned)op < MLOC_OP_COUNT ? op_names[op] : "?"; }
 
-static const char *const archs[] = {"resnet9", "resnet18", "resnet34", "resnet50", NULL};
+static const char *const archs[] = {"resnet9", "resnet18", "resnet34", "resnet50",
+                                    "vit_tiny", "vit_small", "vit_base", NULL};
 
 const char *const *mloc_model_archs(void) { return archs; }
 
@@ -32,6 +33,10 @@ mloc_model_config mloc_model_config_default(void) {
     c.head_out = 128;
     c.pred_hidden = 512;
     c.head_bottleneck = 256;
+    c.patch_size = 4;
+    c.decoder_dim = 128;
+    c.decoder_depth = 2;
+    c.decoder_heads = 4;
     return c;
 }
 
@@ -63,9 +68,12 @@ mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_
     } else if (strcmp(m->arch, "resnet18") == 0 || strcmp(m->arch, "resnet34") == 0 ||
                strcmp(m->arch, "resnet50") == 0) {
         st = mloc_resnet_build(ctx, &b);
+    } else if (mloc_vit_arch(m->arch) >= 0) {
+        st = mloc_vit_build(ctx, &b);
     } else {
         st = mloc_error(ctx, MLOC_ERR_USAGE,
-                        "unknown architecture '%s' (known: resnet9, resnet18, resnet34, resnet50)", m->arch);
+                        "unknown architecture '%s' (known: resnet9, resnet18, resnet34, resnet50, vit_tiny, vit_small, "
+                        "vit_base)", m->arch);
     }
     if (st != MLOC_OK) goto fail;
     m->input = 0;
@@ -156,6 +164,7 @@ void mloc_model_init_params(mloc_model *m, uint64_t seed) {
             break;
         }
     }
+    if (mloc_vit_arch(m->arch) >= 0) mloc_vit_init(m, seed);
     mloc_ssl_head_init(m, seed);
     mloc_model_params_changed(m);
 }
@@ -335,6 +344,9 @@ int64_t mloc_model_node_macs(const mloc_model *m, int i) {
     switch (nd->op) {
     case MLOC_OP_CONV2D: return (int64_t)y->c * y->h * y->w * x->c * nd->u.conv.r * nd->u.conv.s;
     case MLOC_OP_LINEAR: return (int64_t)y->c * x->c;
+    case MLOC_OP_LINEAR_TOKENS: return (int64_t)y->c * y->w * x->w;
+    case MLOC_OP_PATCH_EMBED: return (int64_t)y->c * y->w * x->c * nd->u.patch.p * nd->u.patch.p;
+    case MLOC_OP_ATTENTION: return 2 * (int64_t)y->c * y->c * y->w; /* q k^T and a v over all heads */
     default: return 0;
     }
 }

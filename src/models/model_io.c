@@ -1,4 +1,5 @@
 /* Models <-> safetensors files with PyTorch names. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,10 +7,10 @@
 #include "internal.h"
 #include "memloc/io.h"
 
-static const char *const head_names[] = {"none", "simclr", "classifier", "simsiam", "dino", NULL};
+static const char *const head_names[] = {"none", "simclr", "classifier", "simsiam", "dino", "mae", NULL};
 
 const char *mloc_head_name(mloc_head_kind h) {
-    return (unsigned)h < 5 ? head_names[h] : "?";
+    return (unsigned)h < 6 ? head_names[h] : "?";
 }
 
 int mloc_head_parse(const char *name) {
@@ -35,6 +36,87 @@ static const char *known_arch(const char *name) {
     for (const char *const *a = mloc_model_archs(); *a; a++)
         if (strcmp(*a, name) == 0) return *a;
     return NULL;
+}
+
+/* A timm ViT state_dict (FORMATS.md 2.7, src/models/vit.c): width D, input
+ * channels C and patch P from patch_embed.proj.weight [D, C, P, P]; the image
+ * side from pos_embed [1, 1 + L, D] as sqrt(L) P (square images); the depth
+ * from the blocks.i present; heads D / 64 (timm's tiny, small and base; 1
+ * below 64); the arch by D (192 vit_tiny, 384 vit_small, 768 vit_base, else
+ * vit_tiny with that width). MAE's decoder_embed / decoder_blocks.j /
+ * decoder_pred give the MAE head (decoder heads Dd / 32, as MAE's 512 / 16),
+ * "head" timm's classifier, head.0 / head.2 a SimCLR head. */
+static int infer_ssl_head(mloc_model_config *cfg, const mloc_st_file *f);
+
+static mloc_status infer_vit(mloc_ctx *ctx, mloc_model_config *cfg, const mloc_st_file *f,
+                             const mloc_st_tensor *proj) {
+    const char *path = mloc_st_path(f);
+    const mloc_st_tensor *pos = mloc_st_find(f, "pos_embed");
+    const int D = (int)proj->shape[0], P = (int)proj->shape[2];
+    if (proj->shape[2] != proj->shape[3] || !pos || pos->ndim != 3 || pos->shape[2] != D || pos->shape[1] < 2)
+        return mloc_error(ctx, MLOC_ERR_DATA, "%s: a ViT needs square patches and pos_embed [1, 1 + L, %d]", path, D);
+    const int L = (int)pos->shape[1] - 1, side = (int)lround(sqrt((double)L));
+    if (side * side != L)
+        return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "%s: pos_embed holds %d patches, not a square grid", path, L);
+    cfg->arch = D == 384 ? "vit_small" : D == 768 ? "vit_base" : "vit_tiny";
+    cfg->in_channels = (int)proj->shape[1];
+    cfg->patch_size = P;
+    cfg->image_h = cfg->image_w = side * P;
+    cfg->embed_dim = D;
+    cfg->heads = D >= 64 && D % 64 == 0 ? D / 64 : 1;
+    char name[64];
+    for (cfg->depth = 0; cfg->depth < 100000; cfg->depth++) {
+        snprintf(name, sizeof name, "blocks.%d.norm1.weight", cfg->depth);
+        if (!mloc_st_find(f, name)) break;
+    }
+    const mloc_st_tensor *de = mloc_st_find(f, "decoder_embed.weight"), *h0 = mloc_st_find(f, "head.0.weight"),
+                         *h2 = mloc_st_find(f, "head.2.weight"), *fc = mloc_st_find(f, "head.weight");
+    if (de && de->ndim == 2) {
+        cfg->head = MLOC_HEAD_MAE;
+        cfg->decoder_dim = (int)de->shape[0];
+        cfg->decoder_heads = cfg->decoder_dim >= 32 && cfg->decoder_dim % 32 == 0 ? cfg->decoder_dim / 32 : 1;
+        for (cfg->decoder_depth = 0; cfg->decoder_depth < 100000; cfg->decoder_depth++) {
+            snprintf(name, sizeof name, "decoder_blocks.%d.norm1.weight", cfg->decoder_depth);
+            if (!mloc_st_find(f, name)) break;
+        }
+    } else if (infer_ssl_head(cfg, f)) {
+        /* SimSiam or DINO */
+    } else if (h0 && h2 && h0->ndim == 2 && h2->ndim == 2) {
+        cfg->head = MLOC_HEAD_SIMCLR;
+        cfg->head_hidden = (int)h0->shape[0];
+        cfg->head_out = (int)h2->shape[0];
+    } else if (fc && fc->ndim == 2) {
+        cfg->head = MLOC_HEAD_CLASSIFIER;
+        cfg->head_out = (int)fc->shape[0];
+    } else {
+        cfg->head = MLOC_HEAD_NONE;
+    }
+    return MLOC_OK;
+}
+
+/* memloc_patch_size, memloc_embed_dim, memloc_depth, memloc_heads and, with
+ * the MAE head, memloc_decoder_dim / _depth / _heads (src/models/vit.c). */
+static mloc_status vit_meta(const mloc_model *m, mloc_st_writer *w, int group) {
+    const mloc_model_config *c = &m->cfg;
+    int D = 0, depth = 0, H = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        if (m->nodes[i].op == MLOC_OP_PATCH_EMBED) D = m->values[m->nodes[i].out].w;
+        if (m->nodes[i].op == MLOC_OP_ATTENTION && strncmp(m->nodes[i].name, "blocks.", 7) == 0) {
+            depth++;
+            H = m->nodes[i].u.attn.heads;
+        }
+    }
+    const char *keys[] = {"memloc_patch_size", "memloc_embed_dim", "memloc_depth", "memloc_heads",
+                          "memloc_decoder_dim", "memloc_decoder_depth", "memloc_decoder_heads"};
+    const int vals[] = {c->patch_size, D, depth, H, c->decoder_dim, c->decoder_depth, c->decoder_heads};
+    const int n = group != MLOC_GROUP_ENCODER && c->head == MLOC_HEAD_MAE ? 7 : 4;
+    mloc_status st = MLOC_OK;
+    for (int i = 0; i < n && st == MLOC_OK; i++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", vals[i]);
+        st = mloc_st_writer_meta(w, keys[i], buf);
+    }
+    return st;
 }
 
 static int is_torchvision_resnet(const char *arch) {
@@ -174,16 +256,25 @@ mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
         meta_int(f, "memloc_head_out", &cfg->head_out);
         meta_int(f, "memloc_pred_hidden", &cfg->pred_hidden);
         meta_int(f, "memloc_head_bottleneck", &cfg->head_bottleneck);
+        meta_int(f, "memloc_patch_size", &cfg->patch_size);
+        meta_int(f, "memloc_embed_dim", &cfg->embed_dim);
+        meta_int(f, "memloc_depth", &cfg->depth);
+        meta_int(f, "memloc_heads", &cfg->heads);
+        meta_int(f, "memloc_decoder_dim", &cfg->decoder_dim);
+        meta_int(f, "memloc_decoder_depth", &cfg->decoder_depth);
+        meta_int(f, "memloc_decoder_heads", &cfg->decoder_heads);
         const char *h = mloc_st_metadata(f, "memloc_head");
         int hk = h ? mloc_head_parse(h) : -1;
         if (hk < 0)
             return mloc_error(ctx, MLOC_ERR_DATA,
-                              "%s: __metadata__ memloc_head '%s': expected none|simclr|classifier|simsiam|dino",
+                              "%s: __metadata__ memloc_head '%s': expected none|simclr|classifier|simsiam|dino|mae",
                               path, h ? h : "(missing)");
         cfg->head = (mloc_head_kind)hk;
         return MLOC_OK;
     }
     /* no memloc metadata: infer from PyTorch names and shapes */
+    const mloc_st_tensor *patch = mloc_st_find(f, "patch_embed.proj.weight");
+    if (patch && patch->ndim == 4) return infer_vit(ctx, cfg, f, patch);
     const mloc_st_tensor *conv1 = mloc_st_find(f, "conv1.weight");
     if (conv1 && conv1->ndim == 4) return infer_resnet(ctx, cfg, f, conv1);
     const mloc_st_tensor *prep = mloc_st_find(f, "prep.conv.weight");
@@ -269,6 +360,7 @@ mloc_status mloc_model_save(mloc_ctx *ctx, const mloc_model *m, const char *path
         st = mloc_st_writer_meta(w, kv[i][0], kv[i][1]);
     if (st == MLOC_OK && is_torchvision_resnet(m->arch))
         st = mloc_st_writer_meta(w, "memloc_stem", mloc_stem_name(m->cfg.stem));
+    if (st == MLOC_OK && mloc_vit_arch(m->arch) >= 0) st = vit_meta(m, w, group);
     if (st == MLOC_OK && group != MLOC_GROUP_ENCODER && m->cfg.head == MLOC_HEAD_SIMSIAM) {
         snprintf(buf[6], sizeof buf[6], "%d", m->cfg.pred_hidden);
         st = mloc_st_writer_meta(w, "memloc_pred_hidden", buf[6]);

@@ -99,6 +99,12 @@ typedef struct {
     dnnl_primitive_t pool_bwd;
     dnnl_memory_t pool_ws_mem;
     dnnl_memory_desc_t pool_ddst_md, pool_dsrc_md;
+    /* ViT ops (plan_vit): the training forward's input, its saved state (LN
+     * mean | rstd, attention probabilities, patch columns), the attention's
+     * score-gradient rows, GELU's backward primitive and source */
+    float *vin, *vsave, *vsave2;
+    dnnl_primitive_t gelu_bwd;
+    dnnl_memory_t gelu_src;
 } dnode;
 
 struct dexec {
@@ -128,6 +134,7 @@ struct dexec {
     int n_prims, cap_prims;
     dnnl_memory_t *mems;
     int n_mems, cap_mems;
+    int run_N;                    /* images of the current forward (MAE's patch orders cover them) */
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -940,6 +947,577 @@ static mloc_status plan_other(dexec *e, const mloc_model *m, int i, int prog) {
     }
 }
 
+/* ======================= ViT ops (src/models/vit.c) ========================
+ * Token values (N, T, D) stay plain row-major: the linear layers and the
+ * patch embedding are dnnl_sgemm over the N*T rows, GELU is oneDNN's
+ * gelu_erf eltwise primitive, and LayerNorm, the attention (softmax fused,
+ * one (sample, head) per thread with its T x T probabilities saved for the
+ * backward) and the token gathers are C steps. Parameter gradients
+ * accumulate (+=) into the store; column sums run one block of columns per
+ * thread over the rows in order, so nothing depends on the thread count. */
+
+static int is_vit_op(mloc_op op) {
+    return op == MLOC_OP_PATCH_EMBED || op == MLOC_OP_CLS_POS || op == MLOC_OP_LAYERNORM ||
+           op == MLOC_OP_LINEAR_TOKENS || op == MLOC_OP_GELU || op == MLOC_OP_ATTENTION ||
+           op == MLOC_OP_CLS_SELECT || op == MLOC_OP_MAE_UNMASK;
+}
+
+/* db[o] += sum_r dy[r, o] for dy (M, O), in double, row order */
+static void colsum_add(float *db, const float *dy, int64_t M, int64_t O) {
+    const int64_t nb = (O + 31) / 32;
+#pragma omp parallel for schedule(static) if (M * O > 65536)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t o0 = b * 32, o1 = o0 + 32 < O ? o0 + 32 : O;
+        double acc[32] = {0};
+        for (int64_t r = 0; r < M; r++) {
+            const float *row = dy + r * O;
+            for (int64_t o = o0; o < o1; o++) acc[o - o0] += row[o];
+        }
+        for (int64_t o = o0; o < o1; o++) db[o] += (float)acc[o - o0];
+    }
+}
+
+/* y (M, O) = x (M, I) w^T + b: the bias is written first and the GEMM adds */
+static void gemm_bias(float *y, const float *x, const float *w, const float *b, int64_t M, int64_t I, int64_t O) {
+    if (b) {
+#pragma omp parallel for schedule(static) if (M * O > 65536)
+        for (int64_t r = 0; r < M; r++) memcpy(y + r * O, b, (size_t)O * sizeof(float));
+    }
+    dnnl_sgemm('N', 'T', M, O, I, 1.0f, x, I, w, I, b ? 1.0f : 0.0f, y, O);
+}
+
+/* patch j of sample n in patch order: the sample's order (m->patch_order)
+ * when keep < L and n is a row of this forward, else j */
+static int vit_patch_at(const dexec *e, const mloc_model *m, int keep, int L, int n, int j) {
+    return keep < L && m->patch_order && n < e->run_N ? m->patch_order[(int64_t)n * L + j] : j;
+}
+
+/* p[0] out (N, T, O), p[1] x (N, T, I) */
+static void fn_lt_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const mloc_value *x = &m->values[nd->in[0]];
+    gemm_bias(s->p[0], s->p[1], param(m, nd->u.linear.weight), param(m, nd->u.linear.bias),
+              (int64_t)s->batch * x->c, x->w, nd->u.linear.out_features);
+}
+
+/* p[0] dy, p[1] x, p[2] dx or NULL: dx = dy w (=), dw += dy^T x, db += colsum dy */
+static void fn_lt_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int64_t M = (int64_t)s->batch * m->values[nd->in[0]].c, I = m->values[nd->in[0]].w,
+                  O = nd->u.linear.out_features;
+    if (s->p[2]) dnnl_sgemm('N', 'N', M, I, O, 1.0f, s->p[0], O, param(m, nd->u.linear.weight), I, 0.0f, s->p[2], I);
+    dnnl_sgemm('T', 'N', O, I, M, 1.0f, s->p[0], O, s->p[1], I, 1.0f, grad(m, nd->u.linear.weight), I);
+    if (nd->u.linear.bias >= 0) colsum_add(grad(m, nd->u.linear.bias), s->p[0], M, O);
+}
+
+/* p[0] y, p[1] x, p[2] mean | rstd (M each) or NULL (eval) */
+static void fn_ln_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int64_t M = (int64_t)s->batch * m->values[nd->in[0]].c;
+    const int D = m->values[nd->in[0]].w;
+    const float *gamma = param(m, nd->u.ln.weight), *beta = param(m, nd->u.ln.bias), *x = s->p[1];
+    float *y = s->p[0], *save = s->p[2];
+    const float eps = nd->u.ln.eps;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < M; r++) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        float sum = 0, ssd = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int d = 0; d < D; d++) sum += xr[d];
+        const float mean = sum / D;
+#pragma omp simd reduction(+ : ssd)
+        for (int d = 0; d < D; d++) ssd += (xr[d] - mean) * (xr[d] - mean);
+        const float rstd = 1.0f / sqrtf(ssd / D + eps);
+#pragma omp simd
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] - mean) * rstd * gamma[d] + beta[d];
+        if (save) {
+            save[r] = mean;
+            save[M + r] = rstd;
+        }
+    }
+}
+
+/* p[0] dy, p[1] x, p[2] mean | rstd, p[3] dx or NULL:
+ * dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma (=);
+ * dgamma += sum_r dy xhat, dbeta += sum_r dy (columns in blocks, rows in order) */
+static void fn_ln_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int64_t M = (int64_t)s->batch * m->values[nd->in[0]].c;
+    const int D = m->values[nd->in[0]].w;
+    const float *gamma = param(m, nd->u.ln.weight), *dy = s->p[0], *x = s->p[1], *mean = s->p[2],
+                *rstd = s->p[2] + M;
+    float *dx = s->p[3];
+    if (dx) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < M; r++) {
+            const float *xr = x + r * D, *gr = dy + r * D;
+            const float mu = mean[r], rs = rstd[r];
+            float sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
+            for (int d = 0; d < D; d++) {
+                const float g = gr[d] * gamma[d];
+                sg += g;
+                sgx += g * (xr[d] - mu) * rs;
+            }
+            const float mg = sg / D, mgx = sgx / D;
+            float *dr = dx + r * D;
+#pragma omp simd
+            for (int d = 0; d < D; d++) dr[d] = rs * (gr[d] * gamma[d] - mg - (xr[d] - mu) * rs * mgx);
+        }
+    }
+    float *dg = grad(m, nd->u.ln.weight), *db = grad(m, nd->u.ln.bias);
+    const int nb = (D + 31) / 32;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < nb; b++) {
+        const int d0 = b * 32, d1 = d0 + 32 < D ? d0 + 32 : D;
+        double ag[32] = {0}, ab[32] = {0};
+        for (int64_t r = 0; r < M; r++) {
+            const float *xr = x + r * D, *gr = dy + r * D;
+            const float mu = mean[r], rs = rstd[r];
+            for (int d = d0; d < d1; d++) {
+                ab[d - d0] += gr[d];
+                ag[d - d0] += gr[d] * ((xr[d] - mu) * rs);
+            }
+        }
+        for (int d = d0; d < d1; d++) {
+            dg[d] += (float)ag[d - d0];
+            db[d] += (float)ab[d - d0];
+        }
+    }
+}
+
+/* Attention, one (n, h) per thread: p[0] out (N, T, D), p[1] qkv (N, T, 3D),
+ * p[2] probabilities (N, H, T, T). Per query t: s_u = c q_t . k_u, a
+ * max-subtracted softmax in place in the probability row, o_t = sum_u a_u v_u. */
+static void fn_attn_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int T = m->values[nd->in[0]].c, D = m->values[nd->out].w, H = nd->u.attn.heads, Dh = D / H;
+    const int64_t D3 = 3 * (int64_t)D, pairs = (int64_t)s->batch * H;
+    const float c = 1.0f / sqrtf((float)Dh);
+    float *out = s->p[0], *att = s->p[2];
+    const float *qkv = s->p[1];
+#pragma omp parallel for schedule(static)
+    for (int64_t nh = 0; nh < pairs; nh++) {
+        const int64_t n = nh / H, h = nh % H;
+        const float *q = qkv + n * T * D3 + h * Dh, *k = q + D, *v = q + 2 * D;
+        float *a = att + nh * T * T;
+        for (int t = 0; t < T; t++) {
+            const float *qt = q + t * D3;
+            float *at = a + (int64_t)t * T, mx = -INFINITY, sum = 0;
+            for (int u = 0; u < T; u++) {
+                const float *ku = k + u * D3;
+                float dot = 0;
+#pragma omp simd reduction(+ : dot)
+                for (int j = 0; j < Dh; j++) dot += qt[j] * ku[j];
+                at[u] = c * dot;
+                mx = at[u] > mx ? at[u] : mx;
+            }
+            for (int u = 0; u < T; u++) {
+                at[u] = expf(at[u] - mx);
+                sum += at[u];
+            }
+            const float inv = 1.0f / sum;
+            float *o = out + (n * T + t) * D + h * Dh;
+            for (int j = 0; j < Dh; j++) o[j] = 0;
+            for (int u = 0; u < T; u++) {
+                at[u] *= inv;
+                const float au = at[u], *vu = v + u * D3;
+#pragma omp simd
+                for (int j = 0; j < Dh; j++) o[j] += au * vu[j];
+            }
+        }
+    }
+}
+
+/* p[0] dout (N, T, D), p[1] qkv, p[2] probabilities, p[3] dqkv (=), with a
+ * row of score gradients per (n, h) in dn->vsave2:
+ *   dv_u += a_tu do_t,  ds_u = c a_tu (do_t . v_u - sum_u' a_tu' do_t . v_u'),
+ *   dq_t = sum_u ds_u k_u,  dk_u += ds_u q_t. */
+static void fn_attn_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int T = m->values[nd->in[0]].c, D = m->values[nd->out].w, H = nd->u.attn.heads, Dh = D / H;
+    const int64_t D3 = 3 * (int64_t)D, pairs = (int64_t)s->batch * H;
+    const float c = 1.0f / sqrtf((float)Dh);
+    const float *dout = s->p[0], *qkv = s->p[1], *att = s->p[2];
+    float *dqkv = s->p[3], *rows = e->nd[s->node].vsave2;
+#pragma omp parallel for schedule(static)
+    for (int64_t nh = 0; nh < pairs; nh++) {
+        const int64_t n = nh / H, h = nh % H;
+        const float *q = qkv + n * T * D3 + h * Dh, *k = q + D, *v = q + 2 * D;
+        float *dq = dqkv + n * T * D3 + h * Dh, *dk = dq + D, *dv = dq + 2 * D, *ds = rows + nh * T;
+        const float *a = att + nh * T * T;
+        for (int u = 0; u < T; u++)
+            for (int j = 0; j < Dh; j++) dk[u * D3 + j] = dv[u * D3 + j] = 0;
+        for (int t = 0; t < T; t++) {
+            const float *at = a + (int64_t)t * T, *dot_ = dout + (n * T + t) * D + h * Dh, *qt = q + t * D3;
+            float rowdot = 0;
+            for (int u = 0; u < T; u++) {
+                const float *vu = v + u * D3;
+                float *dvu = dv + u * D3, da = 0;
+                const float au = at[u];
+#pragma omp simd reduction(+ : da)
+                for (int j = 0; j < Dh; j++) {
+                    da += dot_[j] * vu[j];
+                    dvu[j] += au * dot_[j];
+                }
+                ds[u] = da;
+                rowdot += au * da;
+            }
+            float *dqt = dq + t * D3;
+            for (int j = 0; j < Dh; j++) dqt[j] = 0;
+            for (int u = 0; u < T; u++) {
+                const float g = c * at[u] * (ds[u] - rowdot), *ku = k + u * D3;
+                float *dku = dk + u * D3;
+#pragma omp simd
+                for (int j = 0; j < Dh; j++) {
+                    dqt[j] += g * ku[j];
+                    dku[j] += g * qt[j];
+                }
+            }
+        }
+    }
+}
+
+/* Patch embedding: p[0] out (N, L, D), p[1] x (N, C, H, W), p[2] columns
+ * (N*L, C*P*P) in the weight's (c, i, j) order; out = cols w^T + b. */
+static void fn_patch_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const mloc_value *xi = &m->values[nd->in[0]], *yo = &m->values[nd->out];
+    const int P = nd->u.patch.p, C = xi->c, H = xi->h, W = xi->w, Wp = W / P, L = yo->c, K = C * P * P;
+    const float *x = s->p[1];
+    float *cols = s->p[2];
+    const int64_t rows = (int64_t)s->batch * L;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t n = r / L;
+        const int l = (int)(r % L), y0 = (l / Wp) * P, x0 = (l % Wp) * P;
+        float *cr = cols + r * K;
+        for (int ch = 0; ch < C; ch++)
+            for (int i = 0; i < P; i++)
+                memcpy(cr + (ch * P + i) * P, x + ((n * C + ch) * H + y0 + i) * W + x0, (size_t)P * sizeof(float));
+    }
+    gemm_bias(s->p[0], cols, param(m, nd->u.patch.weight), param(m, nd->u.patch.bias), rows, K, yo->w);
+}
+
+/* p[0] dy (N, L, D), p[1] columns, p[2] dx or NULL, p[3] column gradients
+ * (when dx): dw += dy^T cols, db += colsum dy, dx = col2im(dy w) (=). */
+static void fn_patch_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const mloc_value *xi = &m->values[nd->in[0]], *yo = &m->values[nd->out];
+    const int P = nd->u.patch.p, C = xi->c, H = xi->h, W = xi->w, Wp = W / P, L = yo->c, K = C * P * P, D = yo->w;
+    const int64_t rows = (int64_t)s->batch * L;
+    dnnl_sgemm('T', 'N', D, K, rows, 1.0f, s->p[0], D, s->p[1], K, 1.0f, grad(m, nd->u.patch.weight), K);
+    colsum_add(grad(m, nd->u.patch.bias), s->p[0], rows, D);
+    if (!s->p[2]) return;
+    float *dcols = s->p[3], *dx = s->p[2];
+    dnnl_sgemm('N', 'N', rows, K, D, 1.0f, s->p[0], D, param(m, nd->u.patch.weight), K, 0.0f, dcols, K);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t n = r / L;
+        const int l = (int)(r % L), y0 = (l / Wp) * P, x0 = (l % Wp) * P;
+        for (int ch = 0; ch < C; ch++)
+            for (int i = 0; i < P; i++)
+                memcpy(dx + ((n * C + ch) * H + y0 + i) * W + x0, dcols + r * K + (ch * P + i) * P,
+                       (size_t)P * sizeof(float));
+    }
+}
+
+/* CLS_POS: p[0] out (N, 1 + keep, D), p[1] x (N, L, D) */
+static void fn_cls_pos_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int L = m->values[nd->in[0]].c, D = m->values[nd->in[0]].w, keep = nd->u.tok.keep;
+    const float *cls = param(m, nd->u.tok.cls), *pos = param(m, nd->u.tok.pos), *x = s->p[1];
+    float *out = s->p[0];
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < s->batch; n++) {
+        float *o = out + (int64_t)n * (1 + keep) * D;
+        for (int d = 0; d < D; d++) o[d] = cls[d] + pos[d];
+        for (int j = 0; j < keep; j++) {
+            const int p = vit_patch_at(e, m, keep, L, n, j);
+            const float *xr = x + ((int64_t)n * L + p) * D, *pr = pos + (int64_t)(1 + p) * D;
+            float *or = o + (int64_t)(1 + j) * D;
+#pragma omp simd
+            for (int d = 0; d < D; d++) or[d] = xr[d] + pr[d];
+        }
+    }
+}
+
+/* p[0] dy (N, 1 + keep, D), p[1] dx or NULL (=), p[2] ranks (N*L int32):
+ * dx[o_j] = dy[1 + j]; dcls += sum_n dy[n, 0]; dpos[0] likewise and
+ * dpos[1 + p] += sum_n dy[n, 1 + rank_n(p)] over the samples that see p. */
+static void fn_cls_pos_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int L = m->values[nd->in[0]].c, D = m->values[nd->in[0]].w, keep = nd->u.tok.keep, N = s->batch;
+    const float *dy = s->p[0];
+    float *dx = s->p[1];
+    int32_t *rank = (int32_t *)s->p[2];
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int j = 0; j < L; j++) rank[(int64_t)n * L + vit_patch_at(e, m, keep, L, n, j)] = j;
+        if (!dx) continue;
+        for (int p = 0; p < L; p++) {
+            const int j = rank[(int64_t)n * L + p];
+            float *dr = dx + ((int64_t)n * L + p) * D;
+            if (j < keep) memcpy(dr, dy + ((int64_t)n * (1 + keep) + 1 + j) * D, (size_t)D * sizeof(float));
+            else memset(dr, 0, (size_t)D * sizeof(float));
+        }
+    }
+    float *dcls = grad(m, nd->u.tok.cls), *dpos = grad(m, nd->u.tok.pos);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t <= L; t++)
+        for (int d0 = 0; d0 < D; d0 += 32) {
+            const int d1 = d0 + 32 < D ? d0 + 32 : D;
+            double acc[32] = {0};
+            for (int n = 0; n < N; n++) {
+                const int j = t == 0 ? -1 : rank[(int64_t)n * L + t - 1];
+                if (j >= keep) continue;
+                const float *gr = dy + ((int64_t)n * (1 + keep) + 1 + j) * D;
+                for (int d = d0; d < d1; d++) acc[d - d0] += gr[d];
+            }
+            for (int d = d0; d < d1; d++) {
+                dpos[(int64_t)t * D + d] += (float)acc[d - d0];
+                if (t == 0) dcls[d] += (float)acc[d - d0];
+            }
+        }
+}
+
+/* CLS_SELECT: p[0] out (N, D), p[1] x (N, T, D); backward p[0] dy, p[1] dx (=) */
+static void fn_cls_select_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_value *x = &m->values[m->nodes[s->node].in[0]];
+    for (int n = 0; n < s->batch; n++)
+        memcpy(s->p[0] + (int64_t)n * x->w, s->p[1] + (int64_t)n * x->c * x->w, (size_t)x->w * sizeof(float));
+}
+
+static void fn_cls_select_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_value *x = &m->values[m->nodes[s->node].in[0]];
+    memset(s->p[1], 0, (size_t)s->batch * x->c * x->w * sizeof(float));
+    for (int n = 0; n < s->batch; n++)
+        memcpy(s->p[1] + (int64_t)n * x->c * x->w, s->p[0] + (int64_t)n * x->w, (size_t)x->w * sizeof(float));
+}
+
+/* MAE_UNMASK: p[0] out (N, 1 + L, D), p[1] x (N, 1 + keep, D) */
+static void fn_unmask_fwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int L = m->values[nd->out].c - 1, D = m->values[nd->out].w, keep = nd->u.unmask.keep;
+    const float *mask = param(m, nd->u.unmask.mask), *pos = param(m, nd->u.unmask.pos), *in = s->p[1];
+    float *out = s->p[0];
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < s->batch; n++) {
+        const float *x = in + (int64_t)n * (1 + keep) * D;
+        float *o = out + (int64_t)n * (1 + L) * D;
+        for (int d = 0; d < D; d++) o[d] = x[d] + pos[d];
+        for (int j = 0; j < L; j++) {
+            const int p = vit_patch_at(e, m, keep, L, n, j);
+            const float *src = j < keep ? x + (int64_t)(1 + j) * D : mask, *pr = pos + (int64_t)(1 + p) * D;
+            float *or = o + (int64_t)(1 + p) * D;
+#pragma omp simd
+            for (int d = 0; d < D; d++) or[d] = src[d] + pr[d];
+        }
+    }
+}
+
+/* p[0] dy (N, 1 + L, D), p[1] dx (=) or NULL: dx[0] = dy[0], dx[1 + j] =
+ * dy[1 + o_j]; dmask += dy at the masked rows; dpos += sum_n dy[n]. */
+static void fn_unmask_bwd(dexec *e, const mloc_model *m, const step *s) {
+    const mloc_node *nd = &m->nodes[s->node];
+    const int L = m->values[nd->out].c - 1, D = m->values[nd->out].w, keep = nd->u.unmask.keep, N = s->batch;
+    const float *dy = s->p[0];
+    float *dx = s->p[1];
+    if (dx) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *gy = dy + (int64_t)n * (1 + L) * D;
+            float *d0 = dx + (int64_t)n * (1 + keep) * D;
+            memcpy(d0, gy, (size_t)D * sizeof(float));
+            for (int j = 0; j < keep; j++)
+                memcpy(d0 + (int64_t)(1 + j) * D, gy + (int64_t)(1 + vit_patch_at(e, m, keep, L, n, j)) * D,
+                       (size_t)D * sizeof(float));
+        }
+    }
+    colsum_add(grad(m, nd->u.unmask.pos), dy, N, (int64_t)(1 + L) * D);
+    float *dmask = grad(m, nd->u.unmask.mask);
+    for (int d0 = 0; d0 < D; d0 += 32) {
+        const int d1 = d0 + 32 < D ? d0 + 32 : D;
+        double acc[32] = {0};
+        for (int n = 0; n < N; n++)
+            for (int j = keep; j < L; j++) {
+                const float *gr = dy + ((int64_t)n * (1 + L) + 1 + vit_patch_at(e, m, keep, L, n, j)) * D;
+                for (int d = d0; d < d1; d++) acc[d - d0] += gr[d];
+            }
+        for (int d = d0; d < d1; d++) dmask[d] += (float)acc[d - d0];
+    }
+}
+
+/* A plain (N, c, h, w) descriptor of value v for program prog. */
+static dnnl_memory_desc_t vit_plain(const dexec *e, const mloc_model *m, int prog, int v) {
+    const mloc_value *x = &m->values[v];
+    return md4(e->n[prog], x->c, x->h, x->w, dnnl_nchw);
+}
+
+/* The buffer of value v in plain layout for program prog (a reordered copy
+ * when it is held in another layout). */
+static mloc_status vit_input(dexec *e, const mloc_model *m, int prog, int i, int v, float **out) {
+    dnnl_memory_desc_t plain = vit_plain(e, m, prog, v);
+    dnnl_memory_t mem_;
+    MLOC_TRY(as_layout(e, prog, &e->fwd[prog], i, v, &plain, &mem_));
+    void *h = NULL;
+    dnnl_memory_get_data_handle(mem_, &h);
+    *out = h;
+    return MLOC_OK;
+}
+
+static mloc_status plan_vit(dexec *e, const mloc_model *m, int i, int prog) {
+    mloc_status st = MLOC_OK;
+    const mloc_node *nd = &m->nodes[i];
+    dnode *dn = &e->nd[i];
+    const mloc_value *xi = &m->values[nd->in[0]], *yo = &m->values[nd->out];
+    const int train = prog == TRAIN, N = e->n[prog];
+    program *p = &e->fwd[prog];
+    dnnl_primitive_desc_t pd = NULL, bpd = NULL;
+    float *x;
+    TRY(vit_input(e, m, prog, i, nd->in[0], &x));
+    dnnl_memory_desc_t out_md = vit_plain(e, m, prog, nd->out);
+    TRY(bind(e, prog, nd->out, &out_md, train));
+    float *y = e->v[prog][nd->out].act;
+    dn->vin = x;
+    step_fn fn = NULL;
+    float *extra = NULL;
+    switch (nd->op) {
+    case MLOC_OP_LINEAR_TOKENS: fn = fn_lt_fwd; break;
+    case MLOC_OP_CLS_POS: fn = fn_cls_pos_fwd; break;
+    case MLOC_OP_CLS_SELECT: fn = fn_cls_select_fwd; break;
+    case MLOC_OP_MAE_UNMASK: fn = fn_unmask_fwd; break;
+    case MLOC_OP_LAYERNORM:
+        fn = fn_ln_fwd;
+        if (train && !(extra = take(e, 2 * (size_t)N * xi->c * sizeof(float)))) goto nomem;
+        break;
+    case MLOC_OP_ATTENTION:
+        fn = fn_attn_fwd;
+        if (!(extra = take(e, (size_t)N * nd->u.attn.heads * xi->c * xi->c * sizeof(float)))) goto nomem;
+        if (train && !(dn->vsave2 = take(e, (size_t)N * nd->u.attn.heads * xi->c * sizeof(float)))) goto nomem;
+        break;
+    case MLOC_OP_PATCH_EMBED:
+        fn = fn_patch_fwd;
+        if (!(extra = take(e, (size_t)N * yo->c * xi->c * nd->u.patch.p * nd->u.patch.p * sizeof(float))))
+            goto nomem;
+        break;
+    case MLOC_OP_GELU: {
+        /* oneDNN's gelu_erf on the plain buffers, forward and (training) backward */
+        dnnl_eltwise_desc_t ed;
+        dnnl_primitive_attr_t attr = attr_new();
+        DN(dnnl_eltwise_forward_desc_init(&ed, train ? dnnl_forward_training : dnnl_forward_inference,
+                                          dnnl_eltwise_gelu_erf, &out_md, 0.0f, 0.0f));
+        dnnl_status_t ds = dnnl_primitive_desc_create(&pd, &ed, attr, e->engine, NULL);
+        if (ds == dnnl_success && train) {
+            DN(dnnl_eltwise_backward_desc_init(&ed, dnnl_eltwise_gelu_erf, &out_md, &out_md, 0.0f, 0.0f));
+            ds = dnnl_primitive_desc_create(&bpd, &ed, attr, e->engine, pd);
+        }
+        dnnl_primitive_attr_destroy(attr);
+        DN(ds);
+        dnnl_primitive_t fwd;
+        TRY(prim(e, &fwd, pd));
+        step *s = prim_step(e, p, i, fwd);
+        if (!s) goto nomem;
+        dnnl_memory_t src_mem;
+        TRY(as_layout(e, prog, p, i, nd->in[0], &out_md, &src_mem));
+        arg(s, DNNL_ARG_SRC, src_mem);
+        arg(s, DNNL_ARG_DST, e->v[prog][nd->out].act_mem);
+        if (train) {
+            TRY(prim(e, &dn->gelu_bwd, bpd));
+            dn->gelu_src = src_mem;
+        }
+        goto done;
+    }
+    default:
+        st = mloc_error(e->ctx, MLOC_ERR_UNSUPPORTED, "oneDNN backend: op %s (%s) not implemented",
+                        mloc_op_name(nd->op), nd->name);
+        goto fail;
+    }
+    step *s = fn_step(e, p, i, fn);
+    if (!s) goto nomem;
+    s->batch = N;
+    s->p[0] = y;
+    s->p[1] = x;
+    s->p[2] = extra;
+    if (train) dn->vsave = extra;
+    goto done;
+nomem:
+    st = MLOC_ERR_NOMEM;
+done:
+fail:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (bpd) dnnl_primitive_desc_destroy(bpd);
+    return st;
+}
+
+/* The backward steps of ViT node i, from the gradient of its output y. */
+static mloc_status plan_vit_backward(dexec *e, const mloc_model *m, int i, dval *y, int need_dx) {
+    mloc_status st = MLOC_OK;
+    const mloc_node *nd = &m->nodes[i];
+    dnode *dn = &e->nd[i];
+    const mloc_value *xi = &m->values[nd->in[0]];
+    const int a = nd->in[0], N = e->n[TRAIN];
+    dnnl_memory_desc_t x_md = vit_plain(e, m, TRAIN, a);
+    gdest g;
+    step *s;
+    if (nd->op == MLOC_OP_GELU) {
+        if (!need_dx) return MLOC_OK;
+        TRY(gbegin(e, a, &x_md, &g));
+        if (!(s = prim_step(e, &e->bwd, i, dn->gelu_bwd))) return MLOC_ERR_NOMEM;
+        arg(s, DNNL_ARG_SRC, dn->gelu_src);
+        arg(s, DNNL_ARG_DIFF_DST, y->grad_mem);
+        arg(s, DNNL_ARG_DIFF_SRC, g.mem);
+        return gfinish(e, i, &g);
+    }
+    if ((nd->op == MLOC_OP_ATTENTION || nd->op == MLOC_OP_CLS_SELECT) && !need_dx) return MLOC_OK;
+    step_fn fn = nd->op == MLOC_OP_LINEAR_TOKENS ? fn_lt_bwd
+                 : nd->op == MLOC_OP_LAYERNORM   ? fn_ln_bwd
+                 : nd->op == MLOC_OP_ATTENTION   ? fn_attn_bwd
+                 : nd->op == MLOC_OP_PATCH_EMBED ? fn_patch_bwd
+                 : nd->op == MLOC_OP_CLS_POS     ? fn_cls_pos_bwd
+                 : nd->op == MLOC_OP_CLS_SELECT  ? fn_cls_select_bwd
+                                                 : fn_unmask_bwd;
+    if (need_dx) TRY(gbegin(e, a, &x_md, &g));
+    float *dx = need_dx ? g.buf : NULL;
+    if (!(s = fn_step(e, &e->bwd, i, fn))) return MLOC_ERR_NOMEM;
+    s->batch = N;
+    s->p[0] = y->grad;
+    switch (nd->op) {
+    case MLOC_OP_LINEAR_TOKENS:
+        s->p[1] = dn->vin;
+        s->p[2] = dx;
+        break;
+    case MLOC_OP_LAYERNORM:
+        s->p[1] = dn->vin;
+        s->p[2] = dn->vsave;
+        s->p[3] = dx;
+        break;
+    case MLOC_OP_ATTENTION:
+        s->p[1] = dn->vin;
+        s->p[2] = dn->vsave;
+        s->p[3] = dx;
+        break;
+    case MLOC_OP_PATCH_EMBED:
+        s->p[1] = dn->vsave;
+        s->p[2] = dx;
+        if (dx && !(s->p[3] = take(e, (size_t)N * m->values[nd->out].c * xi->c * nd->u.patch.p * nd->u.patch.p *
+                                          sizeof(float))))
+            return MLOC_ERR_NOMEM;
+        break;
+    case MLOC_OP_CLS_POS:
+        s->p[1] = dx;
+        if (!(s->p[2] = take(e, (size_t)N * xi->c * sizeof(int32_t)))) return MLOC_ERR_NOMEM;
+        break;
+    default: /* CLS_SELECT, MAE_UNMASK */
+        s->p[1] = dx;
+        break;
+    }
+    if (need_dx) TRY(gfinish(e, i, &g));
+fail:
+    return st;
+}
+
 /* Emit the backward program, in reverse node order, from the forward plan. */
 static mloc_status plan_backward(dexec *e, const mloc_model *m) {
     mloc_status st = MLOC_OK;
@@ -1083,6 +1661,10 @@ static mloc_status plan_backward(dexec *e, const mloc_model *m) {
             break;
         }
         default:
+            if (is_vit_op(nd->op)) {
+                TRY(plan_vit_backward(e, m, i, y, need_dx));
+                break;
+            }
             return mloc_error(e->ctx, MLOC_ERR_UNSUPPORTED, "oneDNN backend: no backward for %s (%s)",
                               mloc_op_name(nd->op), nd->name);
         }
@@ -1134,6 +1716,8 @@ static mloc_status plan_program(dexec *e, const mloc_model *m, int prog) {
             TRY(plan_bn(e, m, i, prog));
         } else if (nd->op == MLOC_OP_MAXPOOL2D || nd->op == MLOC_OP_AVGPOOL_GLOBAL) {
             TRY(plan_pool(e, m, i, prog));
+        } else if (is_vit_op(nd->op)) {
+            TRY(plan_vit(e, m, i, prog));
         } else {
             TRY(plan_other(e, m, i, prog));
         }
@@ -1237,6 +1821,7 @@ static mloc_status exec_forward(mloc_ctx *ctx, mloc_model *m, const float *x, in
         e = (dexec *)m->exec;
     }
     e->ctx = ctx;
+    e->run_N = N;
     if (mode == MLOC_MODE_TRAIN) MLOC_TRY(plan_training(e, m, N));
     const int prog = mode == MLOC_MODE_TRAIN ? TRAIN : EVAL;
     if (N > e->n[prog])
