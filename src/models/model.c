@@ -181,10 +181,15 @@ mloc_status mloc_model_create_shared(mloc_ctx *ctx, mloc_model **out, const mloc
         int same = x && y && strcmp(x->name, y->name) == 0 && x->ndim == y->ndim && x->offset == y->offset &&
                    x->role == y->role && memcmp(x->shape, y->shape, (size_t)x->ndim * sizeof x->shape[0]) == 0;
         if (!same) {
+            char sx[64] = "(none)", sy[64] = "(none)";
+            if (x) snprintf(sx, sizeof sx, "'%s' [%lld, %lld]", x->name, (long long)x->shape[0],
+                            (long long)(x->ndim > 1 ? x->shape[1] : 0));
+            if (y) snprintf(sy, sizeof sy, "'%s' [%lld, %lld]", y->name, (long long)y->shape[0],
+                            (long long)(y->ndim > 1 ? y->shape[1] : 0));
             st = mloc_error(ctx, MLOC_ERR_USAGE,
-                            "shared store: tensor %d differs (owner '%s', %s %dx%d model '%s'): the graph's "
-                            "parameters depend on its input size", i, x ? x->name : "(none)", m->arch,
-                            m->cfg.image_h, m->cfg.image_w, y ? y->name : "(none)");
+                            "shared store: tensor %d is %s in the owner but %s in the %s at %dx%d: its "
+                            "parameters depend on the input size", i, sx, sy, m->arch, m->cfg.image_h,
+                            m->cfg.image_w);
             mloc_model_free(m);
             return st;
         }
