@@ -49,8 +49,11 @@
     X(fit, CHOICE, fit, "auto", "auto|none|pad|resize",                                              \
       "fit images to --image-size: auto pads smaller images (28 -> 32), else none")                 \
     X(image_size, INT, image_size, "32", NULL, "encoder input side")                                 \
-    X(method, CHOICE, method, "simclr", "simclr|supervised|simsiam|dino", "training method")        \
-    X(arch, CHOICE, arch, "resnet9", "resnet9", "encoder architecture")                              \
+    X(method, CHOICE, method, "simclr", "simclr|supervised|simsiam|dino|mae",                        \
+      "training method (mae: ViT only)")                                                             \
+    X(arch, CHOICE, arch, "resnet9", "resnet9|resnet18|resnet34|resnet50|vit_tiny|vit_small|vit_base", \
+      "encoder architecture (ResNets with the CIFAR stem)")                                          \
+    X(patch_size, INT, patch_size, "4", NULL, "ViT patch side (image_size a multiple of it)")        \
     X(width, REAL, width, "1", NULL, "channel width multiplier")                                     \
     X(proj_hidden, INT, proj_hidden, "512", NULL,                                                    \
       "projection hidden units (SimCLR head, SimSiam projector, DINO head MLP)")                     \
@@ -74,6 +77,11 @@
     X(freeze_last_layer, INT, freeze_last_layer, "1", NULL, "DINO epochs with the head's last layer frozen") \
     X(dino_export, CHOICE, dino_export, "teacher", "teacher|student",                                \
       "DINO network written to model.safetensors and read by the kNN monitor")                       \
+    X(mask_ratio, REAL, mask_ratio, "0.75", NULL, "MAE: share of the patches masked")                \
+    X(norm_pix_loss, BOOL, norm_pix_loss, "1", NULL, "MAE: targets normalised per patch")            \
+    X(decoder_dim, INT, decoder_dim, "128", NULL, "MAE decoder width")                               \
+    X(decoder_depth, INT, decoder_depth, "2", NULL, "MAE decoder blocks")                            \
+    X(decoder_heads, INT, decoder_heads, "4", NULL, "MAE decoder attention heads")                   \
     X(epochs, INT, epochs, "100", NULL, "training epochs")                                           \
     X(batch_size, INT, batch_size, "256", NULL, "images per step (SimCLR: 2 views each)")            \
     X(optimizer, CHOICE, optimizer, "adam", "sgd|adam|adamw|lars", "optimizer (PyTorch semantics)")  \
@@ -102,7 +110,9 @@
     X(checkpoint_every, INT, checkpoint_every, "1", NULL, "checkpoint every N epochs")               \
     X(keep_checkpoints, INT, keep_checkpoints, "2", NULL, "epoch checkpoints kept (0: all)")
 
-enum { MLOC_METHOD_SIMCLR = 0, MLOC_METHOD_SUPERVISED, MLOC_METHOD_SIMSIAM, MLOC_METHOD_DINO };
+enum { MLOC_METHOD_SIMCLR = 0, MLOC_METHOD_SUPERVISED, MLOC_METHOD_SIMSIAM, MLOC_METHOD_DINO, MLOC_METHOD_MAE };
+/* The arch option's choices, in its order (src/train/train.c). */
+enum { MLOC_ARCH_OPT_RESNET9 = 0, MLOC_ARCH_OPT_VIT_TINY = 4 };
 enum { MLOC_DINO_EXPORT_TEACHER = 0, MLOC_DINO_EXPORT_STUDENT };
 enum { MLOC_FIT_OPT_AUTO = 0, MLOC_FIT_OPT_NONE, MLOC_FIT_OPT_PAD, MLOC_FIT_OPT_RESIZE };
 enum { MLOC_SCHED_OPT_CONSTANT = 0, MLOC_SCHED_OPT_COSINE };

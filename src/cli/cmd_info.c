@@ -11,15 +11,18 @@
 #include "memloc/model.h"
 
 static const char usage_text[] =
-    "usage: memloc info [--arch resnet9|resnet18|resnet34|resnet50] [--stem cifar|imagenet]\n"
-    "                   [--in-channels C] [--width W] [--image-size N]\n"
-    "                   [--head none|simclr|classifier] [--classes K] [--weights F] [--json]\n"
+    "usage: memloc info [--arch resnet9|resnet18|resnet34|resnet50|vit_tiny|vit_small|vit_base]\n"
+    "                   [--stem cifar|imagenet] [--patch-size P] [--in-channels C] [--width W]\n"
+    "                   [--image-size N] [--head none|simclr|classifier|mae] [--classes K]\n"
+    "                   [--weights F] [--json]\n"
     "\n"
     "Examples:\n"
     "  memloc info                                 # the paper's ResNet9 on 3x32x32\n"
     "  memloc info --in-channels 1 --width 0.5     # a half-width ResNet9 for Fashion-MNIST\n"
     "  memloc info --arch resnet18                 # torchvision ResNet18, CIFAR stem\n"
     "  memloc info --arch resnet50 --stem imagenet --image-size 224 --head classifier --classes 1000\n"
+    "  memloc info --arch vit_tiny --patch-size 4  # timm ViT-Tiny on 32x32: 64 patches + CLS\n"
+    "  memloc info --arch vit_base --image-size 224 --patch-size 16 --head classifier --classes 1000\n"
     "  memloc info --weights runs/f/model.safetensors   # what a weights file holds\n"
     "\n"
     "Prints every tap (the named layer outputs the memorization metrics read) with\n"
@@ -30,13 +33,18 @@ static const char usage_text[] =
     "metadata is shown.\n"
     "\n"
     "Options:\n"
-    "  --arch NAME          architecture: resnet9 (the paper's), resnet18, resnet34, resnet50\n"
+    "  --arch NAME          architecture: resnet9 (the paper's), resnet18, resnet34, resnet50,\n"
+    "                       vit_tiny, vit_small, vit_base (timm; taps blocks.N.attn, blocks.N.mlp.act,\n"
+    "                       blocks.N, cls; token taps are tokens x 1 x width, their units the\n"
+    "                       features, each the mean over the tokens)\n"
+    "  --patch-size P       ViT patch side (4; the image size must be a multiple)\n"
     "  --stem KIND          ResNet18/34/50 stem: cifar (3x3 conv1, stride 1, padding 1, no\n"
     "                       maxpool; default) or imagenet (7x7/2 conv1 and a 3x3/2 maxpool)\n"
     "  --in-channels C      input channels (3; 1 for (Fashion-)MNIST)\n"
     "  --width W            channel multiplier (1.0)\n"
     "  --image-size N       input height and width (32)\n"
-    "  --head KIND          none, simclr (1024-512-128 projection) or classifier\n"
+    "  --head KIND          none, simclr (1024-512-128 projection), classifier, or mae (ViT: MAE's\n"
+    "                       decoder, 128 wide, 2 blocks, 4 heads)\n"
     "  --classes K          classifier outputs (10)\n"
     "  --weights F          a safetensors file of memloc or PyTorch\n"
     "  --json               one JSON document on stdout\n";
@@ -67,6 +75,7 @@ int cmd_info(int argc, char **argv) {
         {"head", required_argument, 0, 'H'},        {"classes", required_argument, 0, 'k'},
         {"weights", required_argument, 0, 'W'},     {"json", no_argument, 0, 'J'},
         {"stem", required_argument, 0, 'S'},        {"help", no_argument, 0, 'h'},
+        {"patch-size", required_argument, 0, 'P'},
         {0, 0, 0, 0}};
     mloc_model_config cfg = mloc_model_config_default();
     const char *weights = NULL;
@@ -80,6 +89,10 @@ int cmd_info(int argc, char **argv) {
         case 'a':
             if (cli_parse_choice("info", "--arch", optarg, mloc_model_archs()) < 0) return 64;
             cfg.arch = optarg;
+            break;
+        case 'P':
+            if (!cli_parse_int("info", "--patch-size", optarg, 1, 1024, &iv)) return 64;
+            cfg.patch_size = (int)iv;
             break;
         case 'S': {
             static const char *const stems[] = {"cifar", "imagenet", NULL};
@@ -101,7 +114,7 @@ int cmd_info(int argc, char **argv) {
             cfg.image_h = cfg.image_w = (int)iv;
             break;
         case 'H': {
-            static const char *const heads[] = {"none", "simclr", "classifier", NULL};
+            static const char *const heads[] = {"none", "simclr", "classifier", "simsiam", "dino", "mae", NULL};
             if ((head = cli_parse_choice("info", "--head", optarg, heads)) < 0) return 64;
             break;
         }
@@ -141,6 +154,7 @@ int cmd_info(int argc, char **argv) {
         return rc;
     }
     int64_t enc = mloc_model_param_count(m, 1), all = mloc_model_param_count(m, 0);
+    const int vit = strncmp(m->arch, "vit_", 4) == 0;
     int conv_units = 0;
     for (int t = 0; t < m->n_taps; t++)
         if (m->taps[t].module >= 0) conv_units += m->taps[t].units;
@@ -150,7 +164,9 @@ int cmd_info(int argc, char **argv) {
                                 "image_h", m->cfg.image_h, "image_w", m->cfg.image_w, "width", m->cfg.width,
                                 "head", mloc_head_name(m->cfg.head), "encoder_params", (json_int_t)enc,
                                 "head_params", (json_int_t)(all - enc), "conv_units", conv_units);
-        if (strcmp(m->arch, "resnet9") != 0)
+        if (vit)
+            json_object_set_new(doc, "patch_size", json_integer(m->cfg.patch_size));
+        else if (strcmp(m->arch, "resnet9") != 0)
             json_object_set_new(doc, "stem", json_string(mloc_stem_name(m->cfg.stem)));
         json_t *taps = json_array();
         for (int t = 0; t < m->n_taps; t++) {
@@ -170,9 +186,17 @@ int cmd_info(int argc, char **argv) {
     } else {
         char a[32], b[32];
         char stem[32] = "";
-        if (strcmp(m->arch, "resnet9") != 0) snprintf(stem, sizeof stem, ", %s stem", mloc_stem_name(m->cfg.stem));
-        printf("%s: %d x %d x %d input%s, width %g, head %s\n", m->arch, m->cfg.in_channels, m->cfg.image_h,
-               m->cfg.image_w, stem, m->cfg.width, mloc_head_name(m->cfg.head));
+        if (vit) snprintf(stem, sizeof stem, ", patch %d", m->cfg.patch_size);
+        else if (strcmp(m->arch, "resnet9") != 0) snprintf(stem, sizeof stem, ", %s stem", mloc_stem_name(m->cfg.stem));
+        int heads = 0;
+        for (int i = 0; i < m->n_nodes && !heads; i++)
+            if (m->nodes[i].op == MLOC_OP_ATTENTION) heads = m->nodes[i].u.attn.heads;
+        if (vit)
+            printf("%s: %d x %d x %d input%s, %d wide, %d heads, head %s\n", m->arch, m->cfg.in_channels,
+                   m->cfg.image_h, m->cfg.image_w, stem, m->values[m->feature].c, heads, mloc_head_name(m->cfg.head));
+        else
+            printf("%s: %d x %d x %d input%s, width %g, head %s\n", m->arch, m->cfg.in_channels, m->cfg.image_h,
+                   m->cfg.image_w, stem, m->cfg.width, mloc_head_name(m->cfg.head));
         if (weights) printf("weights: %s (%d tensors, every encoder tensor checked)\n", weights, mloc_st_count(f));
         printf("\n  %-3s %-18s %-12s %7s %11s\n", "#", "tap", "shape", "units", "params");
         for (int t = 0; t < m->n_taps; t++) {
@@ -185,8 +209,9 @@ int cmd_info(int argc, char **argv) {
                    tp->module >= 0 ? a : "-", tp->module >= 0 ? "" : "  (residual sum)");
         }
         print_count(a, sizeof a, enc);
-        printf("\nencoder: %s parameters, %d conv units, %d taps, output %lld features\n", a, conv_units,
-               m->n_taps, (long long)mloc_model_value_numel(m, m->feature));
+        printf("\nencoder: %s parameters, %d %s, %d taps, output %lld features\n", a, conv_units,
+               vit ? "units (features of the taps)" : "conv units", m->n_taps,
+               (long long)mloc_model_value_numel(m, m->feature));
         if (m->cfg.head != MLOC_HEAD_NONE) {
             print_count(b, sizeof b, all - enc);
             printf("head (%s, not a tap): %s parameters\n", mloc_head_name(m->cfg.head), b);

@@ -100,6 +100,16 @@ mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *c) {
     CHECK(c->center_momentum >= 0 && c->center_momentum <= 1, "option center_momentum: %g, expected [0, 1]",
           c->center_momentum);
     CHECK(c->freeze_last_layer >= 0, "option freeze_last_layer: %d, expected >= 0", c->freeze_last_layer);
+    /* ViT and MAE */
+    const int vit = c->arch >= MLOC_ARCH_OPT_VIT_TINY;
+    CHECK(!vit || (c->patch_size >= 1 && c->image_size % c->patch_size == 0),
+          "option patch_size: %d, expected a divisor of image_size (%d)", c->patch_size, c->image_size);
+    CHECK(c->method != MLOC_METHOD_MAE || vit, "method mae: needs a ViT (--arch vit_tiny|vit_small|vit_base)");
+    CHECK(c->mask_ratio > 0 && c->mask_ratio < 1, "option mask_ratio: %g, expected in (0, 1)", c->mask_ratio);
+    CHECK(c->decoder_dim >= 1 && c->decoder_depth >= 0 && c->decoder_heads >= 1 &&
+              c->decoder_dim % c->decoder_heads == 0,
+          "options decoder_dim / decoder_depth / decoder_heads: %d / %d / %d, expected a width divisible by the heads",
+          c->decoder_dim, c->decoder_depth, c->decoder_heads);
     return MLOC_OK;
 }
 

@@ -38,6 +38,7 @@ typedef struct {
     mloc_ssl_scratch scratch;
     mloc_model *twin;           /* simsiam: view 2's model, over model's store */
     mloc_dino *dino;            /* dino: teacher, local-crop model, centre */
+    mloc_mae *mae;              /* mae: the masked training graph over model's store */
     mloc_dino_config dino_cfg;
     mloc_loader *local_loader;  /* dino: the local crops of the same images */
     int fwd_batch;              /* images per forward pass of `model` (its plan) */
@@ -107,6 +108,11 @@ mloc_status mloc_train_aug_pipeline(mloc_ctx *ctx, const mloc_train_config *c, i
     ac.crop_scale_min = (float)c->crop_scale_min;
     ac.norm = (mloc_aug_norm)c->norm;
     ac.compat_normalize_first = c->compat_normalize_first;
+    if (preset < 0 && c->method == MLOC_METHOD_MAE) {
+        /* MAE's pipeline: RandomResizedCrop and flip only */
+        ac.jitter_p = 0;
+        ac.gray_p = 0;
+    }
     return mloc_aug_pipeline_make(ctx, pipe, &ac);
 }
 
@@ -375,7 +381,10 @@ static mloc_status setup(trainer *t, int resume) {
 
     /* model */
     mloc_model_config mc = mloc_model_config_default();
-    mc.arch = "resnet9";
+    static const char *const archs[] = {"resnet9",  "resnet18",  "resnet34", "resnet50",
+                                        "vit_tiny", "vit_small", "vit_base"};
+    mc.arch = archs[c->arch];
+    mc.patch_size = c->patch_size;
     mc.in_channels = t->data.c;
     mc.image_h = t->data.h;
     mc.image_w = t->data.w;
@@ -397,6 +406,12 @@ static mloc_status setup(trainer *t, int resume) {
         mc.head_bottleneck = c->proj_dim;
         mc.head_out = c->dino_out_dim;
         t->views = 2;
+    } else if (c->method == MLOC_METHOD_MAE) {
+        mc.head = MLOC_HEAD_MAE;
+        mc.decoder_dim = c->decoder_dim;
+        mc.decoder_depth = c->decoder_depth;
+        mc.decoder_heads = c->decoder_heads;
+        t->views = 1;
     } else {
         mc.head = MLOC_HEAD_CLASSIFIER;
         mc.head_out = t->data.n_classes;
@@ -409,6 +424,13 @@ static mloc_status setup(trainer *t, int resume) {
     mloc_model_init_params(t->model, c->seed);
     MLOC_TRY(mloc_model_plan(ctx, t->model, t->fwd_batch));
     MLOC_TRY(mloc_ssl_scratch_init(ctx, &t->scratch, t->model, t->views * c->batch_size));
+    if (c->method == MLOC_METHOD_MAE) {
+        mloc_mae_config ac = mloc_mae_config_default();
+        ac.mask_ratio = c->mask_ratio;
+        ac.norm_pix_loss = c->norm_pix_loss;
+        ac.seed = c->seed;
+        MLOC_TRY(mloc_mae_create(ctx, &t->mae, t->model, &ac, c->batch_size));
+    }
     if (c->method == MLOC_METHOD_SIMSIAM) {
         MLOC_TRY(mloc_model_create_shared(ctx, &t->twin, &mc, t->model));
         MLOC_TRY(mloc_model_plan(ctx, t->twin, c->batch_size));
@@ -497,6 +519,7 @@ static void teardown(trainer *t) {
     mloc_ssl_scratch_free(&t->scratch);
     mloc_optim_free(t->opt);
     mloc_dino_free(t->dino);
+    mloc_mae_free(t->mae);
     mloc_model_free(t->twin);
     mloc_model_free(t->model);
     mloc_dataset_free(&t->data);
@@ -599,6 +622,8 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
                 st = mloc_simclr_step(ctx, t.model, &t.scratch, b->x, b->n, (float)cfg->temperature, &loss);
             else if (cfg->method == MLOC_METHOD_SIMSIAM)
                 st = mloc_simsiam_step(ctx, t.model, t.twin, &t.scratch, b->x, b->n, &loss);
+            else if (cfg->method == MLOC_METHOD_MAE)
+                st = mloc_mae_step(ctx, t.mae, b->x, b->indices, b->n, t.epoch, &loss);
             else if (cfg->method == MLOC_METHOD_DINO)
                 st = mloc_dino_step(ctx, t.dino, b->x, lb ? lb->x : NULL, b->n, t.epoch, &loss);
             else
@@ -685,7 +710,7 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
         snprintf(bufs[0], sizeof bufs[0], "%d", cfg->epochs);
         snprintf(bufs[1], sizeof bufs[1], "%" PRIu64, cfg->seed);
         snprintf(bufs[2], sizeof bufs[2], "%" PRId64, t.step);
-        static const char *methods[] = {"simclr", "supervised", "simsiam", "dino"};
+        static const char *methods[] = {"simclr", "supervised", "simsiam", "dino", "mae"};
         const char *meta[] = {"method", methods[cfg->method], "dataset", t.data.spec, "epoch", bufs[0],
                               "seed", bufs[1], "steps", bufs[2], NULL};
         st = mloc_model_save(ctx, export_model(&t), final_path, -1, meta);

@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 
 #include "models/internal.h"
 
@@ -103,6 +104,7 @@ typedef struct {
      * mean | rstd, attention probabilities, patch columns), the attention's
      * score-gradient rows, GELU's backward primitive and source */
     float *vin, *vsave, *vsave2;
+    int vthreads;                 /* attention: the threads its workspace (vsave2) holds */
     dnnl_primitive_t gelu_bwd;
     dnnl_memory_t gelu_src;
 } dnode;
@@ -135,6 +137,9 @@ struct dexec {
     dnnl_memory_t *mems;
     int n_mems, cap_mems;
     int run_N;                    /* images of the current forward (MAE's patch orders cover them) */
+    float *vit_ones;              /* ViT backward: ones for column sums (vit_ones_n) and a token-matrix */
+    int64_t vit_ones_n;           /* scratch for LayerNorm's dgamma (vit_tmp) */
+    float *vit_tmp;
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -962,19 +967,11 @@ static int is_vit_op(mloc_op op) {
            op == MLOC_OP_CLS_SELECT || op == MLOC_OP_MAE_UNMASK;
 }
 
-/* db[o] += sum_r dy[r, o] for dy (M, O), in double, row order */
-static void colsum_add(float *db, const float *dy, int64_t M, int64_t O) {
-    const int64_t nb = (O + 31) / 32;
-#pragma omp parallel for schedule(static) if (M * O > 65536)
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t o0 = b * 32, o1 = o0 + 32 < O ? o0 + 32 : O;
-        double acc[32] = {0};
-        for (int64_t r = 0; r < M; r++) {
-            const float *row = dy + r * O;
-            for (int64_t o = o0; o < o1; o++) acc[o - o0] += row[o];
-        }
-        for (int64_t o = o0; o < o1; o++) db[o] += (float)acc[o - o0];
-    }
+/* db (O) += ones^T dy: the column sums of dy (M, O) as one sgemm with a
+ * vector of M ones (e->vit_ones, at least as long as any token batch). */
+static void colsum_add(dexec *e, float *db, const float *dy, int64_t M, int64_t O) {
+    assert(M <= e->vit_ones_n);
+    dnnl_sgemm('N', 'N', 1, O, M, 1.0f, e->vit_ones, M, dy, O, 1.0f, db, O);
 }
 
 /* y (M, O) = x (M, I) w^T + b: the bias is written first and the GEMM adds */
@@ -1007,7 +1004,7 @@ static void fn_lt_bwd(dexec *e, const mloc_model *m, const step *s) {
                   O = nd->u.linear.out_features;
     if (s->p[2]) dnnl_sgemm('N', 'N', M, I, O, 1.0f, s->p[0], O, param(m, nd->u.linear.weight), I, 0.0f, s->p[2], I);
     dnnl_sgemm('T', 'N', O, I, M, 1.0f, s->p[0], O, s->p[1], I, 1.0f, grad(m, nd->u.linear.weight), I);
-    if (nd->u.linear.bias >= 0) colsum_add(grad(m, nd->u.linear.bias), s->p[0], M, O);
+    if (nd->u.linear.bias >= 0) colsum_add(e, grad(m, nd->u.linear.bias), s->p[0], M, O);
 }
 
 /* p[0] y, p[1] x, p[2] mean | rstd (M each) or NULL (eval) */
@@ -1040,141 +1037,208 @@ static void fn_ln_fwd(dexec *e, const mloc_model *m, const step *s) {
 
 /* p[0] dy, p[1] x, p[2] mean | rstd, p[3] dx or NULL:
  * dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma (=);
- * dgamma += sum_r dy xhat, dbeta += sum_r dy (columns in blocks, rows in order) */
+ * dgamma += ones^T (dy xhat), dbeta += ones^T dy (sgemm column sums; dy xhat
+ * goes through e->vit_tmp). */
 static void fn_ln_bwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
     const int64_t M = (int64_t)s->batch * m->values[nd->in[0]].c;
     const int D = m->values[nd->in[0]].w;
     const float *gamma = param(m, nd->u.ln.weight), *dy = s->p[0], *x = s->p[1], *mean = s->p[2],
                 *rstd = s->p[2] + M;
-    float *dx = s->p[3];
-    if (dx) {
+    float *dx = s->p[3], *gx = e->vit_tmp;
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < M; r++) {
-            const float *xr = x + r * D, *gr = dy + r * D;
-            const float mu = mean[r], rs = rstd[r];
-            float sg = 0, sgx = 0;
+    for (int64_t r = 0; r < M; r++) {
+        const float *xr = x + r * D, *gr = dy + r * D;
+        const float mu = mean[r], rs = rstd[r];
+        float *gxr = gx + r * D, sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
-            for (int d = 0; d < D; d++) {
-                const float g = gr[d] * gamma[d];
-                sg += g;
-                sgx += g * (xr[d] - mu) * rs;
-            }
-            const float mg = sg / D, mgx = sgx / D;
-            float *dr = dx + r * D;
+        for (int d = 0; d < D; d++) {
+            const float xh = (xr[d] - mu) * rs, g = gr[d] * gamma[d];
+            gxr[d] = gr[d] * xh;
+            sg += g;
+            sgx += g * xh;
+        }
+        if (!dx) continue;
+        const float mg = sg / D, mgx = sgx / D;
+        float *dr = dx + r * D;
 #pragma omp simd
-            for (int d = 0; d < D; d++) dr[d] = rs * (gr[d] * gamma[d] - mg - (xr[d] - mu) * rs * mgx);
-        }
+        for (int d = 0; d < D; d++) dr[d] = rs * (gr[d] * gamma[d] - mg - (xr[d] - mu) * rs * mgx);
     }
-    float *dg = grad(m, nd->u.ln.weight), *db = grad(m, nd->u.ln.bias);
-    const int nb = (D + 31) / 32;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < nb; b++) {
-        const int d0 = b * 32, d1 = d0 + 32 < D ? d0 + 32 : D;
-        double ag[32] = {0}, ab[32] = {0};
-        for (int64_t r = 0; r < M; r++) {
-            const float *xr = x + r * D, *gr = dy + r * D;
-            const float mu = mean[r], rs = rstd[r];
-            for (int d = d0; d < d1; d++) {
-                ab[d - d0] += gr[d];
-                ag[d - d0] += gr[d] * ((xr[d] - mu) * rs);
+    colsum_add(e, grad(m, nd->u.ln.weight), gx, M, D);
+    colsum_add(e, grad(m, nd->u.ln.bias), dy, M, D);
+}
+
+/* Small GEMMs for the attention, one (sample, head) per thread, in GCC's
+ * portable vector types (16 floats: one AVX-512 register; split by the
+ * compiler elsewhere). mgemm computes
+ *     c[m][n] = alpha sum_k A(m, k) b[k][n],   A(m, k) = a[m sam + k sak],
+ * m < M, n < N, with row tiles of 4 and column tiles of 16 accumulated in
+ * registers over k in order (each output one sequential sum, so the result
+ * does not depend on the thread count). The rows of b are read 16 at a time:
+ * they must be padded to a multiple of 16 (only n < N is stored). */
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+static inline v16 vload(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vstore_n(float *p, v16 v, int n) {
+    if (n >= 16) {
+        memcpy(p, &v, sizeof v);
+    } else {
+        float t[16];
+        memcpy(t, &v, sizeof v);
+        memcpy(p, t, (size_t)n * sizeof(float));
+    }
+}
+
+static void mgemm(float *c, int64_t ldc, const float *a, int64_t sam, int64_t sak, const float *b, int64_t ldb, int M,
+                  int N, int K, float alpha) {
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        const float *a0 = a + (int64_t)m0 * sam, *a1 = a + (int64_t)(m0 + 1 < M ? m0 + 1 : m0) * sam,
+                    *a2 = a + (int64_t)(m0 + 2 < M ? m0 + 2 : m0) * sam,
+                    *a3 = a + (int64_t)(m0 + 3 < M ? m0 + 3 : m0) * sam;
+        for (int n0 = 0; n0 < N; n0 += 16) {
+            v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+            const float *bk = b + n0;
+            for (int64_t k = 0; k < K; k++, bk += ldb) {
+                const v16 bv = vload(bk);
+                c0 += a0[k * sak] * bv;
+                c1 += a1[k * sak] * bv;
+                c2 += a2[k * sak] * bv;
+                c3 += a3[k * sak] * bv;
             }
-        }
-        for (int d = d0; d < d1; d++) {
-            dg[d] += (float)ag[d - d0];
-            db[d] += (float)ab[d - d0];
+            const int nn = N - n0 < 16 ? N - n0 : 16;
+            float *cr = c + (int64_t)m0 * ldc + n0;
+            vstore_n(cr, alpha * c0, nn);
+            if (m0 + 1 < M) vstore_n(cr + ldc, alpha * c1, nn);
+            if (m0 + 2 < M) vstore_n(cr + 2 * ldc, alpha * c2, nn);
+            if (m0 + 3 < M) vstore_n(cr + 3 * ldc, alpha * c3, nn);
         }
     }
 }
 
-/* Attention, one (n, h) per thread: p[0] out (N, T, D), p[1] qkv (N, T, 3D),
- * p[2] probabilities (N, H, T, T). Per query t: s_u = c q_t . k_u, a
- * max-subtracted softmax in place in the probability row, o_t = sum_u a_u v_u. */
+/* exp(x) for 16 lanes: x = r ln 2 + f (r an integer, |f| <= ln2 / 2, ln 2 in
+ * two parts), e^f by its Taylor polynomial to degree 7 (error < 1e-8), times
+ * 2^r from the exponent bits; x is clamped to [-87, 88]. */
+static inline v16 vexp(v16 x) {
+    const v16 lo = x - x - 87.0f, hi = x - x + 88.0f;
+    v16i below = x < lo, above = x > hi;
+    x = (v16)(((v16i)x & ~below) | ((v16i)lo & below));
+    x = (v16)(((v16i)x & ~above) | ((v16i)hi & above));
+    const v16 r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    const v16 f = (x - r * 0.693145751953125f) - r * 1.428606765330187045e-06f;
+    v16 p = f * (1.0f / 5040) + (1.0f / 720);
+    p = p * f + (1.0f / 120);
+    p = p * f + (1.0f / 24);
+    p = p * f + (1.0f / 6);
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    const v16i bits = (__builtin_convertvector(r, v16i) + 127) << 23;
+    return p * (v16)bits;
+}
+
+/* Attention workspace per thread, in floats: K^T or V^T (Dh x Tp), K, Q, dO
+ * or V (T x Dhp each), two T x Tp score matrices; Tp, Dhp rounded up to 16. */
+static int64_t attn_ws_per_thread(int T, int Dh) {
+    const int64_t Tp = (T + 15) / 16 * 16, Dhp = (Dh + 15) / 16 * 16;
+    return Dh * Tp + 3 * T * Dhp + 2 * T * Tp;
+}
+
+/* Attention forward: p[0] out (N, T, D), p[1] qkv (N, T, 3D), p[2]
+ * probabilities (N, H, T, T), p[3] the workspace of s->c threads. Per
+ * (n, h): S = c Q K^T, a max-subtracted softmax per row (saved), O = P V
+ * written into the head's columns of out. */
 static void fn_attn_fwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
     const int T = m->values[nd->in[0]].c, D = m->values[nd->out].w, H = nd->u.attn.heads, Dh = D / H;
-    const int64_t D3 = 3 * (int64_t)D, pairs = (int64_t)s->batch * H;
+    const int Tp = (T + 15) / 16 * 16, Dhp = (Dh + 15) / 16 * 16;
+    const int64_t D3 = 3 * (int64_t)D, pairs = (int64_t)s->batch * H, per = attn_ws_per_thread(T, Dh);
     const float c = 1.0f / sqrtf((float)Dh);
-    float *out = s->p[0], *att = s->p[2];
+    float *out = s->p[0], *att = s->p[2], *ws = s->p[3];
     const float *qkv = s->p[1];
-#pragma omp parallel for schedule(static)
-    for (int64_t nh = 0; nh < pairs; nh++) {
-        const int64_t n = nh / H, h = nh % H;
-        const float *q = qkv + n * T * D3 + h * Dh, *k = q + D, *v = q + 2 * D;
-        float *a = att + nh * T * T;
-        for (int t = 0; t < T; t++) {
-            const float *qt = q + t * D3;
-            float *at = a + (int64_t)t * T, mx = -INFINITY, sum = 0;
-            for (int u = 0; u < T; u++) {
-                const float *ku = k + u * D3;
-                float dot = 0;
-#pragma omp simd reduction(+ : dot)
-                for (int j = 0; j < Dh; j++) dot += qt[j] * ku[j];
-                at[u] = c * dot;
-                mx = at[u] > mx ? at[u] : mx;
+#pragma omp parallel num_threads(s->c)
+    {
+        float *kt = ws + (int64_t)omp_get_thread_num() * per, *vb = kt + (int64_t)Dh * Tp, *sb = vb + (int64_t)T * Dhp;
+#pragma omp for schedule(static)
+        for (int64_t nh = 0; nh < pairs; nh++) {
+            const int64_t n = nh / H, h = nh % H;
+            const float *q = qkv + n * T * D3 + h * Dh, *k = q + D, *v = q + 2 * D;
+            for (int j = 0; j < Dh; j++) {
+                float *row = kt + (int64_t)j * Tp;
+                for (int u = 0; u < T; u++) row[u] = k[u * D3 + j];
+                for (int u = T; u < Tp; u++) row[u] = 0;
             }
             for (int u = 0; u < T; u++) {
-                at[u] = expf(at[u] - mx);
-                sum += at[u];
+                memcpy(vb + (int64_t)u * Dhp, v + u * D3, (size_t)Dh * sizeof(float));
+                for (int j = Dh; j < Dhp; j++) vb[(int64_t)u * Dhp + j] = 0;
             }
-            const float inv = 1.0f / sum;
-            float *o = out + (n * T + t) * D + h * Dh;
-            for (int j = 0; j < Dh; j++) o[j] = 0;
-            for (int u = 0; u < T; u++) {
-                at[u] *= inv;
-                const float au = at[u], *vu = v + u * D3;
-#pragma omp simd
-                for (int j = 0; j < Dh; j++) o[j] += au * vu[j];
+            mgemm(sb, Tp, q, D3, 1, kt, Tp, T, T, Dh, c);
+            float *a = att + nh * T * T;
+            for (int t = 0; t < T; t++) {
+                float *row = sb + (int64_t)t * Tp, mx = row[0], sum = 0;
+                for (int u = 1; u < T; u++) mx = row[u] > mx ? row[u] : mx;
+                for (int u = T; u < Tp; u++) row[u] = mx;
+                for (int u = 0; u < Tp; u += 16) vstore_n(row + u, vexp(vload(row + u) - mx), 16);
+                for (int u = 0; u < T; u++) sum += row[u];
+                const float inv = 1.0f / sum;
+                for (int u = 0; u < T; u++) row[u] *= inv;
+                for (int u = T; u < Tp; u++) row[u] = 0;
+                memcpy(a + (int64_t)t * T, row, (size_t)T * sizeof(float));
             }
+            mgemm(out + n * T * D + h * Dh, D, sb, Tp, 1, vb, Dhp, T, Dh, T, 1.0f);
         }
     }
 }
 
-/* p[0] dout (N, T, D), p[1] qkv, p[2] probabilities, p[3] dqkv (=), with a
- * row of score gradients per (n, h) in dn->vsave2:
- *   dv_u += a_tu do_t,  ds_u = c a_tu (do_t . v_u - sum_u' a_tu' do_t . v_u'),
- *   dq_t = sum_u ds_u k_u,  dk_u += ds_u q_t. */
+/* Attention backward: p[0] dout (N, T, D), p[1] qkv, p[2] probabilities,
+ * p[3] dqkv (=), p[3 + 1] via s->n... the workspace is e->nd[node].vsave2.
+ * Per (n, h), from dO (the head's columns of dout):
+ *   dV = P^T dO,  dP = dO V^T,  dS = c P (dP - rowsum(P dP)),
+ *   dQ = dS K,    dK = dS^T Q, written into the head's columns of dqkv. */
 static void fn_attn_bwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
     const int T = m->values[nd->in[0]].c, D = m->values[nd->out].w, H = nd->u.attn.heads, Dh = D / H;
-    const int64_t D3 = 3 * (int64_t)D, pairs = (int64_t)s->batch * H;
+    const int Tp = (T + 15) / 16 * 16, Dhp = (Dh + 15) / 16 * 16;
+    const int64_t D3 = 3 * (int64_t)D, pairs = (int64_t)s->batch * H, per = attn_ws_per_thread(T, Dh);
     const float c = 1.0f / sqrtf((float)Dh);
     const float *dout = s->p[0], *qkv = s->p[1], *att = s->p[2];
-    float *dqkv = s->p[3], *rows = e->nd[s->node].vsave2;
-#pragma omp parallel for schedule(static)
-    for (int64_t nh = 0; nh < pairs; nh++) {
-        const int64_t n = nh / H, h = nh % H;
-        const float *q = qkv + n * T * D3 + h * Dh, *k = q + D, *v = q + 2 * D;
-        float *dq = dqkv + n * T * D3 + h * Dh, *dk = dq + D, *dv = dq + 2 * D, *ds = rows + nh * T;
-        const float *a = att + nh * T * T;
-        for (int u = 0; u < T; u++)
-            for (int j = 0; j < Dh; j++) dk[u * D3 + j] = dv[u * D3 + j] = 0;
-        for (int t = 0; t < T; t++) {
-            const float *at = a + (int64_t)t * T, *dot_ = dout + (n * T + t) * D + h * Dh, *qt = q + t * D3;
-            float rowdot = 0;
-            for (int u = 0; u < T; u++) {
-                const float *vu = v + u * D3;
-                float *dvu = dv + u * D3, da = 0;
-                const float au = at[u];
-#pragma omp simd reduction(+ : da)
-                for (int j = 0; j < Dh; j++) {
-                    da += dot_[j] * vu[j];
-                    dvu[j] += au * dot_[j];
-                }
-                ds[u] = da;
-                rowdot += au * da;
+    float *dqkv = s->p[3], *ws = e->nd[s->node].vsave2;
+#pragma omp parallel num_threads(s->c)
+    {
+        float *vt = ws + (int64_t)omp_get_thread_num() * per, *kb = vt + (int64_t)Dh * Tp, *qb = kb + (int64_t)T * Dhp,
+              *dob = qb + (int64_t)T * Dhp, *pb = dob + (int64_t)T * Dhp, *ds = pb + (int64_t)T * Tp;
+#pragma omp for schedule(static)
+        for (int64_t nh = 0; nh < pairs; nh++) {
+            const int64_t n = nh / H, h = nh % H;
+            const float *q = qkv + n * T * D3 + h * Dh, *k = q + D, *v = q + 2 * D, *a = att + nh * T * T;
+            float *dq = dqkv + n * T * D3 + h * Dh;
+            for (int j = 0; j < Dh; j++) {
+                float *row = vt + (int64_t)j * Tp;
+                for (int u = 0; u < T; u++) row[u] = v[u * D3 + j];
+                for (int u = T; u < Tp; u++) row[u] = 0;
             }
-            float *dqt = dq + t * D3;
-            for (int j = 0; j < Dh; j++) dqt[j] = 0;
             for (int u = 0; u < T; u++) {
-                const float g = c * at[u] * (ds[u] - rowdot), *ku = k + u * D3;
-                float *dku = dk + u * D3;
-#pragma omp simd
-                for (int j = 0; j < Dh; j++) {
-                    dqt[j] += g * ku[j];
-                    dku[j] += g * qt[j];
-                }
+                memcpy(kb + (int64_t)u * Dhp, k + u * D3, (size_t)Dh * sizeof(float));
+                memcpy(qb + (int64_t)u * Dhp, q + u * D3, (size_t)Dh * sizeof(float));
+                memcpy(dob + (int64_t)u * Dhp, dout + (n * T + u) * D + h * Dh, (size_t)Dh * sizeof(float));
+                for (int j = Dh; j < Dhp; j++) kb[(int64_t)u * Dhp + j] = qb[(int64_t)u * Dhp + j] = dob[(int64_t)u * Dhp + j] = 0;
+                memcpy(pb + (int64_t)u * Tp, a + (int64_t)u * T, (size_t)T * sizeof(float));
             }
+            mgemm(dq + 2 * D, D3, pb, 1, Tp, dob, Dhp, T, Dh, T, 1.0f); /* dV (u, j) = sum_t P[t][u] dO[t][j] */
+            mgemm(ds, Tp, dob, Dhp, 1, vt, Tp, T, T, Dh, 1.0f);       /* dP (t, u) = dO[t] . V[u] */
+            for (int t = 0; t < T; t++) {
+                const float *pr = pb + (int64_t)t * Tp;
+                float *dr = ds + (int64_t)t * Tp, rowdot = 0;
+                for (int u = 0; u < T; u++) rowdot += pr[u] * dr[u];
+                for (int u = 0; u < T; u++) dr[u] = c * pr[u] * (dr[u] - rowdot);
+            }
+            mgemm(dq, D3, ds, Tp, 1, kb, Dhp, T, Dh, T, 1.0f);     /* dQ (t, j) = sum_u dS[t][u] K[u][j] */
+            mgemm(dq + D, D3, ds, 1, Tp, qb, Dhp, T, Dh, T, 1.0f); /* dK (u, j) = sum_t dS[t][u] Q[t][j] */
         }
     }
 }
@@ -1208,7 +1272,7 @@ static void fn_patch_bwd(dexec *e, const mloc_model *m, const step *s) {
     const int P = nd->u.patch.p, C = xi->c, H = xi->h, W = xi->w, Wp = W / P, L = yo->c, K = C * P * P, D = yo->w;
     const int64_t rows = (int64_t)s->batch * L;
     dnnl_sgemm('T', 'N', D, K, rows, 1.0f, s->p[0], D, s->p[1], K, 1.0f, grad(m, nd->u.patch.weight), K);
-    colsum_add(grad(m, nd->u.patch.bias), s->p[0], rows, D);
+    colsum_add(e, grad(m, nd->u.patch.bias), s->p[0], rows, D);
     if (!s->p[2]) return;
     float *dcols = s->p[3], *dx = s->p[2];
     dnnl_sgemm('N', 'N', rows, K, D, 1.0f, s->p[0], D, param(m, nd->u.patch.weight), K, 0.0f, dcols, K);
@@ -1335,7 +1399,7 @@ static void fn_unmask_bwd(dexec *e, const mloc_model *m, const step *s) {
                        (size_t)D * sizeof(float));
         }
     }
-    colsum_add(grad(m, nd->u.unmask.pos), dy, N, (int64_t)(1 + L) * D);
+    colsum_add(e, grad(m, nd->u.unmask.pos), dy, N, (int64_t)(1 + L) * D);
     float *dmask = grad(m, nd->u.unmask.mask);
     for (int d0 = 0; d0 < D; d0 += 32) {
         const int d1 = d0 + 32 < D ? d0 + 32 : D;
@@ -1382,7 +1446,8 @@ static mloc_status plan_vit(dexec *e, const mloc_model *m, int i, int prog) {
     float *y = e->v[prog][nd->out].act;
     dn->vin = x;
     step_fn fn = NULL;
-    float *extra = NULL;
+    float *extra = NULL, *work = NULL;
+    const int threads = omp_get_max_threads();
     switch (nd->op) {
     case MLOC_OP_LINEAR_TOKENS: fn = fn_lt_fwd; break;
     case MLOC_OP_CLS_POS: fn = fn_cls_pos_fwd; break;
@@ -1395,7 +1460,12 @@ static mloc_status plan_vit(dexec *e, const mloc_model *m, int i, int prog) {
     case MLOC_OP_ATTENTION:
         fn = fn_attn_fwd;
         if (!(extra = take(e, (size_t)N * nd->u.attn.heads * xi->c * xi->c * sizeof(float)))) goto nomem;
-        if (train && !(dn->vsave2 = take(e, (size_t)N * nd->u.attn.heads * xi->c * sizeof(float)))) goto nomem;
+        if (!(work = take(e, (size_t)threads * attn_ws_per_thread(xi->c, yo->w / nd->u.attn.heads) * sizeof(float))))
+            goto nomem;
+        if (train) {
+            dn->vsave2 = work; /* the backward's, after the forward */
+            dn->vthreads = threads;
+        }
         break;
     case MLOC_OP_PATCH_EMBED:
         fn = fn_patch_fwd;
@@ -1440,6 +1510,8 @@ static mloc_status plan_vit(dexec *e, const mloc_model *m, int i, int prog) {
     s->p[0] = y;
     s->p[1] = x;
     s->p[2] = extra;
+    s->p[3] = work;
+    s->c = threads;
     if (train) dn->vsave = extra;
     goto done;
 nomem:
@@ -1461,6 +1533,21 @@ static mloc_status plan_vit_backward(dexec *e, const mloc_model *m, int i, dval 
     dnnl_memory_desc_t x_md = vit_plain(e, m, TRAIN, a);
     gdest g;
     step *s;
+    if (!e->vit_ones) {
+        /* ones for the column sums (the longest token batch) and LayerNorm's dy xhat */
+        int64_t rows = N, tmp = 1;
+        for (int k = 0; k < m->n_nodes; k++) {
+            const mloc_value *v = &m->values[m->nodes[k].in[0]];
+            if (!is_vit_op(m->nodes[k].op)) continue;
+            if ((int64_t)N * v->c > rows) rows = (int64_t)N * v->c;
+            if ((int64_t)N * m->values[m->nodes[k].out].c > rows) rows = (int64_t)N * m->values[m->nodes[k].out].c;
+            if (m->nodes[k].op == MLOC_OP_LAYERNORM && (int64_t)N * v->c * v->w > tmp) tmp = (int64_t)N * v->c * v->w;
+        }
+        if (!(e->vit_ones = take(e, (size_t)rows * sizeof(float))) || !(e->vit_tmp = take(e, (size_t)tmp * sizeof(float))))
+            return MLOC_ERR_NOMEM;
+        for (int64_t k = 0; k < rows; k++) e->vit_ones[k] = 1.0f;
+        e->vit_ones_n = rows;
+    }
     if (nd->op == MLOC_OP_GELU) {
         if (!need_dx) return MLOC_OK;
         TRY(gbegin(e, a, &x_md, &g));
@@ -1497,6 +1584,7 @@ static mloc_status plan_vit_backward(dexec *e, const mloc_model *m, int i, dval 
         s->p[1] = dn->vin;
         s->p[2] = dn->vsave;
         s->p[3] = dx;
+        s->c = dn->vthreads;
         break;
     case MLOC_OP_PATCH_EMBED:
         s->p[1] = dn->vsave;
