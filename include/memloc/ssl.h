@@ -65,8 +65,8 @@ mloc_status mloc_simsiam_step(mloc_ctx *ctx, mloc_model *m, mloc_model *twin, ml
  *     mloc_optim_step(opt, &student->store, lr);
  *     mloc_dino_update_teacher(d, mloc_dino_momentum(&cfg, it, total));
  * and mloc_dino_begin_epoch(d, opt, epoch) before each epoch's first step
- * (and after a resume). Deviations from DINO: no weight-decay schedule and no
- * gradient clipping (the optimizer's own weight decay applies); no Gaussian
+ * (and after a resume). Deviations from DINO: no weight-decay schedule (the
+ * optimizer's own weight decay applies, to every tensor); no Gaussian
  * blur or solarisation in the crops (memloc's augmentations); the teacher's
  * BN runs on batch statistics of the global crops (as DINO's teacher, which is
  * never put in eval mode) and keeps its own running statistics, which the
@@ -81,6 +81,10 @@ typedef struct {
     double momentum_teacher;        /* base EMA momentum, cosine to 1; default 0.996 */
     double center_momentum;         /* default 0.9 */
     int freeze_last_layer;          /* epochs with head.last_layer frozen; default 1 */
+    int norm_last_layer;            /* 1 (default): weight_g stays 1 (DINO's norm_last_layer);
+                                       0: trained from epoch freeze_last_layer on */
+    double clip_grad;               /* each student tensor's gradient norm clipped to this
+                                       (utils.clip_gradients); default 3.0, 0: off */
 } mloc_dino_config;
 
 mloc_dino_config mloc_dino_config_default(void);
@@ -108,8 +112,10 @@ float *mloc_dino_center(const mloc_dino *d);
 /* global (2B, C, H, W) and local (L*B, C, h, w) crops, crop-major (rows
  * v*B .. v*B+B-1 are crop v, as the loader's views); local may be NULL when
  * L = 0. Runs the teacher and the student, the loss at the epoch's teacher
- * temperature, the backward (student gradients accumulate, +=), then moves
- * the centre. ERR_DIVERGED if the loss is not finite. */
+ * temperature, the backward (student gradients accumulate, +=), the
+ * per-tensor gradient clipping (which assumes the student's gradients were
+ * zero before the step), then moves the centre. ERR_DIVERGED if the loss is
+ * not finite. */
 mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, const float *local,
                            int B, int epoch, double *loss);
 /* teacher = m teacher + (1 - m) student over the param block (after the
@@ -117,7 +123,7 @@ mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, con
 void mloc_dino_update_teacher(mloc_dino *d, double momentum);
 /* head.last_layer.weight_v trainable from epoch freeze_last_layer on (DINO's
  * cancel_gradients_last_layer: a frozen tensor is not stepped at all);
- * weight_g never (norm_last_layer). */
+ * weight_g never with norm_last_layer, else as weight_v. */
 mloc_status mloc_dino_begin_epoch(mloc_dino *d, mloc_optim *opt, int epoch);
 
 /* Checkpoint state: "teacher.<name>" for every teacher tensor and

@@ -75,6 +75,8 @@
     X(momentum_teacher, REAL, momentum_teacher, "0.996", NULL, "DINO teacher EMA momentum (cosine to 1)") \
     X(center_momentum, REAL, center_momentum, "0.9", NULL, "DINO centre EMA momentum")              \
     X(freeze_last_layer, INT, freeze_last_layer, "1", NULL, "DINO epochs with the head's last layer frozen") \
+    X(norm_last_layer, BOOL, norm_last_layer, "1", NULL, "DINO: keep the last layer's weight_g at 1")   \
+    X(clip_grad, REAL, clip_grad, "3", NULL, "DINO: clip each tensor's gradient norm to this (0: off)") \
     X(dino_export, CHOICE, dino_export, "teacher", "teacher|student",                                \
       "DINO network written to model.safetensors and read by the kNN monitor")                       \
     X(mask_ratio, REAL, mask_ratio, "0.75", NULL, "MAE: share of the patches masked")                \

@@ -69,6 +69,8 @@ mloc_dino_config mloc_dino_config_default(void) {
     c.momentum_teacher = 0.996;
     c.center_momentum = 0.9;
     c.freeze_last_layer = 1;
+    c.norm_last_layer = 1;
+    c.clip_grad = 3.0;
     return c;
 }
 
@@ -120,12 +122,14 @@ mloc_status mloc_dino_create(mloc_ctx *ctx, mloc_dino **out, mloc_model *student
     if (B < 1 || cfg->local_crops < 0 || !(cfg->student_temp > 0) || !(cfg->teacher_temp > 0) ||
         !(cfg->warmup_teacher_temp > 0) || cfg->warmup_teacher_temp_epochs < 0 ||
         !(cfg->momentum_teacher >= 0 && cfg->momentum_teacher <= 1) ||
-        !(cfg->center_momentum >= 0 && cfg->center_momentum <= 1) || cfg->freeze_last_layer < 0)
+        !(cfg->center_momentum >= 0 && cfg->center_momentum <= 1) || cfg->freeze_last_layer < 0 ||
+        !(cfg->clip_grad >= 0))
         return mloc_error(ctx, MLOC_ERR_USAGE,
-                          "dino: batch %d, local crops %d, temperatures %g/%g/%g, momenta %g/%g, freeze %d: "
-                          "expected B >= 1, L >= 0, temperatures > 0, momenta in [0, 1], freeze >= 0",
-                          B, cfg->local_crops, cfg->student_temp, cfg->warmup_teacher_temp, cfg->teacher_temp,
-                          cfg->momentum_teacher, cfg->center_momentum, cfg->freeze_last_layer);
+                          "dino: batch %d, local crops %d, temperatures %g/%g/%g, momenta %g/%g, freeze %d, "
+                          "clip %g: expected B >= 1, L >= 0, temperatures > 0, momenta in [0, 1], freeze >= 0, "
+                          "clip >= 0", B, cfg->local_crops, cfg->student_temp, cfg->warmup_teacher_temp,
+                          cfg->teacher_temp, cfg->momentum_teacher, cfg->center_momentum, cfg->freeze_last_layer,
+                          cfg->clip_grad);
     mloc_status st = MLOC_OK;
     mloc_dino *d = calloc(1, sizeof *d);
     if (!d) return mloc_error(ctx, MLOC_ERR_NOMEM, "dino: out of memory");
@@ -283,6 +287,23 @@ static void head_backward(mloc_dino *d, mloc_model *m, int R) {
 
 /* ---- one iteration ---------------------------------------------------------------- */
 
+/* utils.clip_gradients: g *= clip / (||g|| + 1e-6) for each tensor whose norm
+ * exceeds that (a frozen weight_g has no gradient in DINO: skipped). The
+ * norm is one sequential double sum per tensor. */
+static void clip_gradients(const mloc_dino *d, double clip) {
+    const mloc_model *s = d->student;
+    for (int i = 0; i < s->table.n; i++) {
+        const mloc_tensor *e = &s->table.t[i];
+        if (mloc_role_block(e->role) != MLOC_BLOCK_PARAM || (i == d->entry[WG] && d->cfg.norm_last_layer)) continue;
+        float *g = s->store.grad + e->offset;
+        double ss = 0;
+        for (int64_t k = 0; k < e->numel; k++) ss += (double)g[k] * g[k];
+        const float coef = (float)(clip / ((float)sqrt(ss) + 1e-6));
+        if (coef < 1)
+            for (int64_t k = 0; k < e->numel; k++) g[k] *= coef;
+    }
+}
+
 mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, const float *local, int B,
                            int epoch, double *loss) {
     if (B != d->B)
@@ -312,6 +333,7 @@ mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, con
     head_backward(d, s, R);
     MLOC_TRY(mloc_model_backward(ctx, s, s->output, d->dfeat));
     if (d->local) MLOC_TRY(mloc_model_backward(ctx, d->local, d->local->output, d->dfeat + G * C));
+    if (d->cfg.clip_grad > 0) clip_gradients(d, d->cfg.clip_grad);
     mloc_dino_center_update(d->center, d->tout, G, d->K, d->cfg.center_momentum);
     return MLOC_OK;
 }
@@ -329,8 +351,9 @@ void mloc_dino_update_teacher(mloc_dino *d, double momentum) {
 }
 
 mloc_status mloc_dino_begin_epoch(mloc_dino *d, mloc_optim *opt, int epoch) {
-    MLOC_TRY(mloc_optim_set_trainable(opt, d->entry[WG], 0));
-    return mloc_optim_set_trainable(opt, d->entry[WV], epoch >= d->cfg.freeze_last_layer);
+    const int last = epoch >= d->cfg.freeze_last_layer;
+    MLOC_TRY(mloc_optim_set_trainable(opt, d->entry[WG], last && !d->cfg.norm_last_layer));
+    return mloc_optim_set_trainable(opt, d->entry[WV], last);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------- */

@@ -100,6 +100,7 @@ mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *c) {
     CHECK(c->center_momentum >= 0 && c->center_momentum <= 1, "option center_momentum: %g, expected [0, 1]",
           c->center_momentum);
     CHECK(c->freeze_last_layer >= 0, "option freeze_last_layer: %d, expected >= 0", c->freeze_last_layer);
+    CHECK(c->clip_grad >= 0, "option clip_grad: %g, expected >= 0 (0: off)", c->clip_grad);
     /* ViT and MAE */
     const int vit = c->arch >= MLOC_ARCH_OPT_VIT_TINY;
     CHECK(!vit || (c->patch_size >= 1 && c->image_size % c->patch_size == 0),

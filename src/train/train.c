@@ -447,6 +447,8 @@ static mloc_status setup(trainer *t, int resume) {
         dc->momentum_teacher = c->momentum_teacher;
         dc->center_momentum = c->center_momentum;
         dc->freeze_last_layer = c->freeze_last_layer;
+        dc->norm_last_layer = c->norm_last_layer;
+        dc->clip_grad = c->clip_grad;
         MLOC_TRY(mloc_dino_create(ctx, &t->dino, t->model, dc, c->batch_size));
     }
 

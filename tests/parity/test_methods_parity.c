@@ -180,6 +180,7 @@ static void dino_parity(mloc_backend backend) {
     dc.momentum_teacher = meta_f(f, "momentum_teacher");
     dc.center_momentum = meta_f(f, "center_momentum");
     dc.freeze_last_layer = 1;
+    dc.clip_grad = 0; /* the fixture's step is not clipped */
     /* the schedules against numpy's (DINOLoss.teacher_temp_schedule, cosine_scheduler) */
     const int64_t it = (int64_t)meta_f(f, "it"), total = (int64_t)meta_f(f, "total");
     const double momentum = mloc_dino_momentum(&dc, it, total);

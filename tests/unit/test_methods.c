@@ -406,8 +406,73 @@ static void test_dino_freeze(void **state) {
     assert_int_equal(mloc_optim_step(opt, &f.student->store, 0.1), MLOC_OK);
     assert_true(memcmp(v0, f.student->store.param + ev->offset, (size_t)ev->numel * sizeof(float)) != 0);
     free(v0);
+    /* without norm_last_layer, weight_g trains with weight_v */
+    mloc_dino_free(f.d);
+    mloc_dino_config dc = mloc_dino_config_default();
+    dc.local_crops = DL;
+    dc.norm_last_layer = 0;
+    assert_int_equal(mloc_dino_create(f.ctx, &f.d, f.student, &dc, DB), MLOC_OK);
+    assert_int_equal(mloc_dino_begin_epoch(f.d, opt, 0), MLOC_OK);
+    assert_false(mloc_optim_is_trainable(opt, g));
+    assert_int_equal(mloc_dino_begin_epoch(f.d, opt, 1), MLOC_OK);
+    assert_true(mloc_optim_is_trainable(opt, g) && mloc_optim_is_trainable(opt, v));
     mloc_optim_free(opt);
     dino_drop(&f);
+}
+
+/* Gradient clipping (utils.clip_gradients): every student tensor's gradient
+ * norm ends at most clip, in its original direction; weight_g, frozen, is
+ * not clipped. */
+static void test_dino_clip(void **state) {
+    (void)state;
+    dino_fixture a, b;
+    dino_make(&a, MLOC_BACKEND_REF, 1);
+    dino_make(&b, MLOC_BACKEND_REF, 1);
+    mloc_dino_free(b.d);
+    mloc_dino_config dc = mloc_dino_config_default();
+    dc.local_crops = DL;
+    dc.clip_grad = 0;
+    assert_int_equal(mloc_dino_create(b.ctx, &b.d, b.student, &dc, DB), MLOC_OK);
+    double la, lb;
+    mloc_model_zero_grad(a.student);
+    mloc_model_zero_grad(b.student);
+    /* a clip below every tensor's norm */
+    mloc_dino_free(a.d);
+    dc.clip_grad = 1e-4;
+    assert_int_equal(mloc_dino_create(a.ctx, &a.d, a.student, &dc, DB), MLOC_OK);
+    assert_int_equal(mloc_dino_step(a.ctx, a.d, a.global, a.local, DB, 0, &la), MLOC_OK);
+    assert_int_equal(mloc_dino_step(b.ctx, b.d, b.global, b.local, DB, 0, &lb), MLOC_OK);
+    assert_true(la == lb);
+    const mloc_table *tab = &a.student->table;
+    int clipped = 0;
+    for (int i = 0; i < tab->n; i++) {
+        const mloc_tensor *e = &tab->t[i];
+        if (mloc_role_block(e->role) != MLOC_BLOCK_PARAM) continue;
+        const float *ga = a.student->store.grad + e->offset, *gb = b.student->store.grad + e->offset;
+        double na = 0, nb = 0, dot = 0;
+        for (int64_t k = 0; k < e->numel; k++) {
+            na += (double)ga[k] * ga[k];
+            nb += (double)gb[k] * gb[k];
+            dot += (double)ga[k] * gb[k];
+        }
+        na = sqrt(na);
+        nb = sqrt(nb);
+        if (strcmp(e->name, "head.last_layer.weight_g") == 0) {
+            assert_true(na == nb);
+            continue;
+        }
+        if (nb > 1e-4) {
+            clipped++;
+            assert_true(fabs(na - 1e-4) < 1e-8);
+            assert_true(dot / (na * nb) > 1 - 1e-6);
+        } else {
+            assert_true(na == nb);
+        }
+    }
+    printf("%d tensors clipped\n", clipped);
+    assert_true(clipped > 20);
+    dino_drop(&a);
+    dino_drop(&b);
 }
 
 /* The teacher and the centre survive a checkpoint file bit for bit. */
@@ -505,6 +570,7 @@ int main(void) {
         cmocka_unit_test(test_dino_schedules), cmocka_unit_test(test_dino_step),
         cmocka_unit_test(test_dino_backends),  cmocka_unit_test(test_dino_freeze),
         cmocka_unit_test(test_dino_checkpoint), cmocka_unit_test(test_method_errors),
+        cmocka_unit_test(test_dino_clip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
