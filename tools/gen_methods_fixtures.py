@@ -2,8 +2,9 @@
 """Fixtures for the SimSiam and DINO parity tests (tests/parity/test_methods_parity.c).
 
   methods/simsiam_step.safetensors
-      One SimSiam step (Chen & He 2021) of the paper's ResNet9 (tools/resnet9.py)
-      with solo-learn's projector and predictor as memloc builds them
+      One SimSiam step (Chen & He 2021) of the paper's ResNet9 (tools/resnet9.py,
+      width 0.125, 16 x 16 views of 4 images) with solo-learn's projector and
+      predictor as memloc builds them
       (src/models/heads.c): each view is its own forward, the loss is
       -(cos(p1, sg(z2)).mean() + cos(p2, sg(z1)).mean()) / 2. Stored: the
       initial state (init.*), the 2N views x, the predictions p and projections
@@ -11,12 +12,14 @@
       (grad.*) and the BN running statistics / counters after the step (first.*).
   methods/dino_step.safetensors
       One DINO iteration (Caron et al. 2021) as facebookresearch/dino's
-      main_dino.py with a ResNet9 backbone whose output is the global average
-      pool of its last map, DINOHead(use_bn=False, norm_last_layer=True,
+      main_dino.py with a ResNet9 backbone (width 0.0625: the file holds four
+      copies of the network; 2 images, 32 x 32 global and 16 x 16 local
+      crops) whose output is the global average pool of its last map, DINOHead(use_bn=False, norm_last_layer=True,
       nlayers=3), 2 global crops + L local crops of a smaller size, DINOLoss
       with a non-zero centre and the teacher temperature of a warm-up epoch,
       then an SGD step of the student and the teacher's EMA update at the
-      cosine momentum of iteration IT of TOTAL. The teacher starts from the
+      cosine momentum of iteration IT of TOTAL (no gradient clipping: the test
+      turns memloc's off). The teacher starts from the
       student's state perturbed (as later in training), so that mixing them up
       shows. Stored: init.student.*, init.teacher.*, init.center, the crops
       (global, local), the loss, every student gradient (grad.*; weight_g's
