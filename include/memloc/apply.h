@@ -346,7 +346,10 @@ typedef struct {
  * ("least") and n random blocks ("random", stream "finetune-select" of
  * seed) replaced by B's. Candidates are the blocks of s whose tensors have
  * the same shapes in A and B (a 1-channel B cannot give its first conv to a
- * 3-channel A); n larger than the candidates is ERR_USAGE naming them.
+ * 3-channel A); n larger than the candidates is ERR_USAGE naming them. B
+ * itself is probed on the same images converted to its input channels
+ * (dopt.channels = B's: gray for a 1-channel B), the swapped encoders on
+ * images fitted to A.
  * rows holds 5 entries. */
 mloc_status mloc_swap_compare(mloc_ctx *ctx, const char *a_path, const char *b_path,
                               const mloc_layer_scores *s, int n, uint64_t seed,

@@ -200,7 +200,12 @@ mloc_status mloc_swap_compare(mloc_ctx *ctx, const char *a_path, const char *b_p
     if (st != MLOC_OK) goto done;
     const int b_same_input = a->cfg.in_channels == b->cfg.in_channels && a->cfg.image_h == b->cfg.image_h &&
                              a->cfg.image_w == b->cfg.image_w;
-    if (!b_same_input) st = pairs_open(ctx, pb, b, train_specs, test_specs, n_eval, dopt);
+    if (!b_same_input) {
+        /* B sees the same images converted to its input (gray for a 1-channel B) */
+        mloc_eval_data_options bopt = *dopt;
+        if (b->cfg.in_channels != a->cfg.in_channels) bopt.channels = b->cfg.in_channels;
+        st = pairs_open(ctx, pb, b, train_specs, test_specs, n_eval, &bopt);
+    }
     if (st != MLOC_OK) goto done;
 
     snprintf(rows[0].label, sizeof rows[0].label, "A");

@@ -114,6 +114,15 @@ W=$TMP/run/model.safetensors
 expect 64 "layer2.conv.weight: A \[16, 8, 3, 3\], B \[32, 16, 3, 3\]" \
   "$BIN" swap "${J[@]}" --a "$F" --b "$W" --blocks layer2 --out "$TMP/x.safetensors"
 [ -e "$TMP/x.safetensors" ] && fail "a failed swap wrote its output"
+# a 1-channel donor: its first conv cannot be given to a 3-channel A, and B is probed on gray images
+"$BIN" train --threads 1 --data synthetic:48:16x16x1:4 --image-size 16 --width 0.125 --epochs 1 --batch-size 32 \
+  --proj-hidden 16 --proj-dim 8 --workers 0 -q --out "$TMP/gray" >/dev/null
+"$BIN" swap "${J[@]}" --a "$F" --b "$TMP/gray/model.safetensors" --compare --layermem "$TMP/lm" --n 7 \
+  --evaluate "$TRAIN,$TEST" --epochs 2 -q >"$TMP/sg.txt"
+grep -q '^B ' "$TMP/sg.txt" || fail "the swap table with a 1-channel donor has no B row"
+grep -q '^most .*prep' "$TMP/sg.txt" && fail "prep (1 vs 3 input channels) was exchanged"
+expect 64 "7 can be exchanged" "$BIN" swap "${J[@]}" --a "$F" --b "$TMP/gray/model.safetensors" --compare \
+  --layermem "$TMP/lm" --n 8 --evaluate "$TRAIN,$TEST"
 expect 64 "'layer9'" "$BIN" swap "${J[@]}" --a "$F" --b "$G" --blocks layer9 --out "$TMP/x.safetensors"
 expect 64 "--blocks LIST is required" "$BIN" swap "${J[@]}" --a "$F" --b "$G" --out "$TMP/x.safetensors"
 
