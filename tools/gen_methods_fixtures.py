@@ -3,13 +3,15 @@
 
   methods/simsiam_step.safetensors
       One SimSiam step (Chen & He 2021) of the paper's ResNet9 (tools/resnet9.py,
-      width 0.125, 16 x 16 views of 4 images) with solo-learn's projector and
+      width 0.125, 16 x 16 views of 8 images) with solo-learn's projector and
       predictor as memloc builds them
       (src/models/heads.c): each view is its own forward, the loss is
       -(cos(p1, sg(z2)).mean() + cos(p2, sg(z1)).mean()) / 2. Stored: the
       initial state (init.*), the 2N views x, the predictions p and projections
       z of both views (rows i, i+N), the loss, every parameter gradient
-      (grad.*) and the BN running statistics / counters after the step (first.*).
+      (grad.*) and the BN running statistics / counters after the step (first.*);
+      then the losses of TRAJ_STEPS steps of SGD (momentum 0.9, weight decay
+      5e-4) on the same views (losses, the first is the checked step's).
   methods/dino_step.safetensors
       One DINO iteration (Caron et al. 2021) as facebookresearch/dino's
       main_dino.py with a ResNet9 backbone (width 0.0625: the file holds four
@@ -26,7 +28,9 @@
       too, computed with requires_grad on: DINO freezes it), the centre after
       the step (center), the BN running statistics and counters of student and
       teacher after the step (first.student.*, first.teacher.*), and the
-      teacher after its EMA update (final.teacher.*).
+      teacher after its EMA update (final.teacher.*); then the losses of
+      TRAJ_STEPS iterations on the same crops, each with the teacher and
+      centre the previous one left (losses).
 
 The expected values are computed in float64 from the float32 initial state and
 inputs (exact conversions) and stored as float32, as tools/gen_resnet_fixtures.py
@@ -49,6 +53,11 @@ import st  # noqa: E402
 from gen_resnet_fixtures import kink_margin  # noqa: E402
 from resnet9 import ResNet9  # noqa: E402
 
+# The loss trajectories after the checked first step. SimSiam's BN over a few
+# rows makes it chaotic: with 8 images per view and lr 0.01, torch's float32
+# run stays within 1e-5 of the float64 one over 5 steps (with 4 images or
+# lr 0.05 they part by 1e-2 within 3 steps).
+TRAJ_STEPS, TRAJ_LR = 5, 0.01
 WIDTH = 0.125       # SimSiam
 DINO_WIDTH = 0.0625 # DINO keeps four copies of the network (student, teacher, gradient, updated teacher)
 
@@ -101,7 +110,7 @@ class SimSiam(nn.Module):
                 yield prefix + name, p.grad
 
 
-def simsiam(outdir, n=4, image=16, hidden=32, out=16, pred_hidden=8, seed=20241220, margin=5e-6):
+def simsiam(outdir, n=8, image=16, hidden=32, out=16, pred_hidden=8, seed=20241220, margin=5e-6):
     torch.set_num_threads(1)
     for s in range(seed, seed + 100):
         torch.manual_seed(s)
@@ -132,12 +141,28 @@ def simsiam(outdir, n=4, image=16, hidden=32, out=16, pred_hidden=8, seed=202412
     for k, v in model.state().items():
         if "running" in k or "num_batches" in k:
             t["first." + k] = v
+    # then a short trajectory on the same views: SGD with momentum and weight
+    # decay (PatrickHua/SimSiam's CIFAR optimizer), one loss per step
+    opt = torch.optim.SGD(model.parameters(), lr=TRAJ_LR, momentum=0.9, weight_decay=5e-4)
+    losses = [loss.item()]
+    opt.step()
+    for _ in range(TRAJ_STEPS - 1):
+        opt.zero_grad()
+        z1, p1 = model(x[:n])
+        z2, p2 = model(x[n:])
+        loss = -(F.cosine_similarity(p1, z2.detach(), dim=-1).mean() +
+                 F.cosine_similarity(p2, z1.detach(), dim=-1).mean()) * 0.5
+        loss.backward()
+        losses.append(loss.item())
+        opt.step()
+    t["losses"] = np.array(losses, dtype=np.float64)
     path = os.path.join(outdir, "methods", "simsiam_step.safetensors")
     st.save(path, to_f32(t), metadata={
         "width": repr(WIDTH), "image": str(image), "images": str(n), "proj_hidden": str(hidden),
         "proj_dim": str(out), "pred_hidden": str(pred_hidden), "seed": str(s), "kink_margin": "%.3g" % m,
+        "traj_lr": repr(TRAJ_LR), "traj_momentum": "0.9", "traj_weight_decay": "0.0005",
         "reference": "float64", "torch": torch.__version__})
-    print(path, os.path.getsize(path), "bytes; loss %.8f" % loss.item())
+    print(path, os.path.getsize(path), "bytes; losses", ["%.6f" % v for v in losses])
 
 
 # ---- DINO ------------------------------------------------------------------------
@@ -321,6 +346,25 @@ def dino(outdir, b=2, local=2, image=32, local_image=16, hidden=32, bottleneck=1
     for k_, v in teacher.state().items():
         if "running" not in k_ and "num_batches" not in k_:
             t["final.teacher." + k_] = v
+    # then more iterations on the same crops: each target comes from the
+    # updated teacher and centre of the previous iteration
+    losses = [loss.item()]
+    schedule = cosine_scheduler(0.996, 1, nepochs, niter_per_ep)
+    for k_ in range(1, TRAJ_STEPS):
+        student.zero_grad()
+        with torch.no_grad():
+            teacher_output = teacher(crops[:2])
+        loss = crit(student(crops), teacher_output, epoch)
+        loss.backward()
+        losses.append(loss.item())
+        with torch.no_grad():
+            for p in student.parameters():
+                if p is not student.head.last_layer.weight_g:
+                    p.add_(p.grad, alpha=-lr)
+            m_ = schedule[it + k_]
+            for param_q, param_k in zip(student.parameters(), teacher.parameters()):
+                param_k.data.mul_(m_).add_((1 - m_) * param_q.detach().data)
+    t["losses"] = np.array(losses, dtype=np.float64)
     path = os.path.join(outdir, "methods", "dino_step.safetensors")
     st.save(path, to_f32(t), metadata={
         "width": repr(DINO_WIDTH), "image": str(image), "local_image": str(local_image), "images": str(b),
@@ -330,8 +374,8 @@ def dino(outdir, b=2, local=2, image=32, local_image=16, hidden=32, bottleneck=1
         "teacher_temp_now": repr(float(crit.teacher_temp_schedule[epoch])), "momentum_teacher": "0.996",
         "it": str(it), "total": str(nepochs * niter_per_ep), "momentum": repr(float(momentum)), "lr": repr(lr),
         "seed": str(s), "kink_margin": "%.3g" % m, "reference": "float64", "torch": torch.__version__})
-    print(path, os.path.getsize(path), "bytes; loss %.8f, momentum %.8f, teacher temp %.4f"
-          % (loss.item(), momentum, crit.teacher_temp_schedule[epoch]))
+    print(path, os.path.getsize(path), "bytes; momentum %.8f, teacher temp %.4f, losses" %
+          (momentum, crit.teacher_temp_schedule[epoch]), ["%.6f" % v for v in losses])
 
 
 def main(outdir):

@@ -8,7 +8,10 @@
  *     centre, every student gradient (encoder and DINO head), the centre after
  *     the step, the BN statistics of student (global and local passes) and
  *     teacher, then an SGD step and the teacher's EMA update at the cosine
- *     momentum of the fixture's iteration: every teacher tensor after it. */
+ *     momentum of the fixture's iteration: every teacher tensor after it.
+ * Then a few more steps of each on the same batch, comparing the losses (for
+ *   DINO each step's targets come from the teacher and centre the previous
+ *   one left). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +150,26 @@ static void simsiam_parity(mloc_backend backend) {
     ok &= test_close_f32("simsiam z", s.aux, z, 2 * (int64_t)N * D, 5e-5, 1e-4);
     ok &= check_grads(ctx, m, f);
     ok &= check_buffers(ctx, m, f, "first.");
+
+    /* the trajectory: SGD with momentum and weight decay on the same views */
+    int64_t nl;
+    float *losses = read_all(ctx, f, "losses", &nl);
+    mloc_optim_config oc = mloc_optim_config_default(MLOC_OPTIM_SGD);
+    oc.momentum = meta_f(f, "traj_momentum");
+    oc.weight_decay = meta_f(f, "traj_weight_decay");
+    mloc_optim *opt;
+    assert_int_equal(mloc_optim_create(ctx, &opt, &m->table, &oc), MLOC_OK);
+    for (int64_t k = 1; k < nl; k++) {
+        assert_int_equal(mloc_optim_step(opt, &m->store, meta_f(f, "traj_lr")), MLOC_OK);
+        mloc_model_params_changed(m);
+        mloc_optim_zero_grad(opt, &m->store);
+        assert_int_equal(mloc_simsiam_step(ctx, m, twin, &s, x, N, &loss), MLOC_OK);
+        /* a loss in [-1, 1]: an absolute budget */
+        printf("simsiam step %lld loss %.8f torch %.8f\n", (long long)k, loss, losses[k]);
+        ok &= fabs(loss - losses[k]) <= 5e-5;
+    }
+    free(losses);
+    mloc_optim_free(opt);
     assert_true(ok);
     mloc_ssl_scratch_free(&s);
     free(x); free(p); free(z);
@@ -233,6 +256,21 @@ static void dino_parity(mloc_backend backend) {
                              1e-5);
         free(want);
     }
+
+    /* more iterations on the same crops: each one's targets come from the
+     * teacher and centre the previous one left */
+    int64_t nl;
+    float *losses = read_all(ctx, f, "losses", &nl);
+    for (int64_t k = 1; k < nl; k++) {
+        mloc_optim_zero_grad(opt, &student->store);
+        assert_int_equal(mloc_dino_step(ctx, d, global, local, B, epoch, &loss), MLOC_OK);
+        printf("dino step %lld loss %.8f torch %.8f\n", (long long)k, loss, losses[k]);
+        ok &= fabs(loss - losses[k]) <= 1e-4 * fabs(losses[k]);
+        assert_int_equal(mloc_optim_step(opt, &student->store, meta_f(f, "lr")), MLOC_OK);
+        mloc_model_params_changed(student);
+        mloc_dino_update_teacher(d, mloc_dino_momentum(&dc, it + k, total));
+    }
+    free(losses);
     assert_true(ok);
     mloc_optim_free(opt);
     free(global); free(local); free(center);
