@@ -643,9 +643,15 @@ void mloc_experiment_applications_report(exp_state *e, mloc_buf *b) {
             size_t k;
             const json_t *acc;
             json_array_foreach(json_object_get(r, "test_top1"), k, acc) pct(b, json_number_value(acc));
-            mloc_buf_puts(b, "<td style=\"text-align:left\"><code>");
-            mloc_buf_escape(b, json_string_value(json_object_get(r, "blocks")));
-            mloc_buf_puts(b, "</code></td></tr>");
+            const char *blocks = json_string_value(json_object_get(r, "blocks"));
+            if (blocks && blocks[0]) {
+                mloc_buf_puts(b, "<td style=\"text-align:left\"><code>");
+                mloc_buf_escape(b, blocks);
+                mloc_buf_puts(b, "</code></td></tr>");
+            } else {
+                mloc_buf_printf(b, "<td style=\"text-align:left\" class=\"muted\">%s</td></tr>",
+                                i == 0 ? "none (f as it is)" : "all (the donor itself)");
+            }
         }
         mloc_buf_puts(b, "</table>\n");
     }
