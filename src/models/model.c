@@ -236,6 +236,8 @@ mloc_status mloc_model_plan(mloc_ctx *ctx, mloc_model *m, int max_batch) {
 mloc_status mloc_model_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int N,
                                mloc_mode mode, int upto) {
     if (N < 1) return mloc_error(ctx, MLOC_ERR_USAGE, "forward: batch of %d images", N);
+    /* max_batch is the capacity of an eval forward; the oneDNN backend plans
+     * its training programs for exactly the training batch (batch statistics) */
     if (!m->exec || N > m->max_batch) MLOC_TRY(mloc_model_plan(ctx, m, N > m->max_batch ? N : m->max_batch));
     int last = m->n_nodes - 1;
     if (upto >= 0) {
