@@ -15,7 +15,7 @@ static void print_help(void) {
            "\n"
            "Examples:\n"
            "  memloc train --data fmnist --epochs 10 --out runs/fmnist\n"
-           "  memloc train --data folder:../shared/data/cifar10-jpeg.tar.gz/train --indices 0:45000 \\\n"
+           "  memloc train --data folder:../shared/data/cifar10-jpeg.tar.gz/train --indices shuffle:45000 \\\n"
            "               --monitor-knn folder:../shared/data/cifar10-jpeg.tar.gz/train,folder:../shared/data/cifar10-jpeg.tar.gz/test \\\n"
            "               --epochs 50 --out runs/f\n"
            "  memloc train --method supervised --data cifar10:data/cifar-10-batches-bin --out runs/sup\n"

@@ -17,7 +17,7 @@ static const char usage_text[] =
     "\n"
     "Examples:\n"
     "  memloc unit-finetune --weights runs/exp/f/model.safetensors --unit layer3_residual2:17 \\\n"
-    "                       --point 4321 --data folder:cifar10.tar.gz/train@0:5000 --steps 50\n"
+    "                       --point 4321 --data folder:cifar10.tar.gz/train@shuffle:5000 --steps 50\n"
     "  memloc unit-finetune --weights f.safetensors --unit layer2:5 --point 0 --data fmnist@0:2000 \\\n"
     "                       --eval-points 200 --k 10 --json\n"
     "\n"

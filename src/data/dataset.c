@@ -327,6 +327,16 @@ mloc_status mloc_dataset_open(mloc_ctx *ctx, mloc_dataset *d, const char *spec,
         }
         st = mloc_dataset_subset(ctx, d, &full, idx, count);
         if (st != MLOC_OK) goto done;
+        if (strncmp(indices, "shuffle", 7) == 0) {
+            /* a seeded permutation names itself better than its index list */
+            char *named = data_strdupf("%s@%s", full.spec, indices);
+            if (!named) {
+                st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            free(d->spec);
+            d->spec = named;
+        }
     } else {
         *d = full;
         memset(&full, 0, sizeof full);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "data/internal.h"
+#include "memloc/rng.h"
 
 static const char *const kind_words[] = {
 #define MLOC_X(name, word, text) word,
@@ -31,10 +32,12 @@ void mloc_dataset_spec_free(mloc_dataset_spec *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Index text after '@': a file reference or only digits, ':', ',', '-', blanks. */
+/* Index text after '@': a file reference, shuffle[:N[:SEED]], or only
+ * digits, ':', ',', '-', blanks. */
 static int looks_like_indices(const char *t) {
     if (!*t) return 0;
     if (*t == '@') return t[1] != 0;
+    if (strncmp(t, "shuffle", 7) == 0 && (t[7] == 0 || t[7] == ':')) t += 7;
     for (; *t; t++)
         if (!strchr("0123456789:,- \t", *t)) return 0;
     return 1;
@@ -381,6 +384,27 @@ mloc_status mloc_indices_parse(mloc_ctx *ctx, const char *text, int64_t n, int64
     index_vec a = {0};
     char why[512];
     mloc_status st = MLOC_OK;
+    if (strncmp(text, "shuffle", 7) == 0 && (text[7] == 0 || text[7] == ':')) {
+        /* shuffle[:N[:SEED]]: the first N of a seeded permutation of 0..n-1,
+         * in permutation order. For folders sorted by class (ImageFolder),
+         * this is how to take a class-balanced subset, or a random order for
+         * the in-order split of SPEC 1. */
+        long long k = n, seed = 0;
+        char tail = 0;
+        int got = text[7] ? sscanf(text + 8, "%lld:%lld%c", &k, &seed, &tail) : 0;
+        if ((text[7] && got < 1) || got > 2 || k < 1 || seed < 0)
+            return mloc_error(ctx, MLOC_ERR_USAGE, "indices '%.200s': expected shuffle[:N[:SEED]] with N >= 1", text);
+        if (k > n)
+            return mloc_error(ctx, MLOC_ERR_USAGE, "indices '%.200s': %lld indices of %lld items", text, k, (long long)n);
+        int64_t *perm = malloc((size_t)(n ? n : 1) * sizeof *perm);
+        if (!perm) return mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory");
+        mloc_rng r;
+        mloc_rng_init_tag(&r, (uint64_t)seed, "indices-shuffle", (uint64_t)n, 0, 0);
+        mloc_rng_permutation(&r, perm, n);
+        *out = perm;
+        *count = k;
+        return MLOC_OK;
+    }
     if (text[0] == '@') {
         const char *path = text + 1;
         uint8_t *buf;

@@ -150,6 +150,16 @@ mloc_status mloc_experiment_run(mloc_ctx *ctx, const mloc_train_config *train,
     mloc_status st = mloc_train_open_dataset(ctx, train, &e.data, train->data);
     if (st != MLOC_OK) goto done;
 
+    /* The split is in order (SPEC 1): data sorted by class (ImageFolder)
+     * would put whole classes into S_C and S_I. */
+    if (e.data.labels && e.data.n_classes > 1) {
+        int64_t i = 1;
+        while (i < e.data.n && e.data.labels[i] >= e.data.labels[i - 1]) i++;
+        if (i == e.data.n && e.data.labels[0] != e.data.labels[e.data.n - 1])
+            mloc_log(ctx, MLOC_LOG_WARN, "%s is ordered by class: the in-order split puts whole classes into the "
+                     "candidates and the independent set; use SPEC@shuffle[:N] for a random order", train->data);
+    }
+
     /* 1. the split */
     char path[4200];
     snprintf(path, sizeof path, "%s/split.json", dir);
