@@ -953,13 +953,16 @@ static mloc_status plan_other(dexec *e, const mloc_model *m, int i, int prog) {
 }
 
 /* ======================= ViT ops (src/models/vit.c) ========================
- * Token values (N, T, D) stay plain row-major: the linear layers and the
- * patch embedding are dnnl_sgemm over the N*T rows, GELU is oneDNN's
- * gelu_erf eltwise primitive, and LayerNorm, the attention (softmax fused,
- * one (sample, head) per thread with its T x T probabilities saved for the
+ * Token values (N, T, D) stay plain row-major. The linear layers' forward is
+ * oneDNN's matmul over the N*T rows with the bias fused (and, in eval, the
+ * GELU that follows fc1 as a post-op); their backward and the patch
+ * embedding are dnnl_sgemm; GELU is oneDNN's gelu_erf eltwise primitive;
+ * LayerNorm, the attention (register-tiled small GEMMs per (sample, head),
+ * softmax fused with a vectorised exp, the T x T probabilities saved for the
  * backward) and the token gathers are C steps. Parameter gradients
- * accumulate (+=) into the store; column sums run one block of columns per
- * thread over the rows in order, so nothing depends on the thread count. */
+ * accumulate (+=) into the store (bias and LayerNorm column sums as sgemm
+ * with a ones vector). Results depend on the thread count only through
+ * oneDNN's GEMMs. */
 
 static int is_vit_op(mloc_op op) {
     return op == MLOC_OP_PATCH_EMBED || op == MLOC_OP_CLS_POS || op == MLOC_OP_LAYERNORM ||
@@ -987,14 +990,6 @@ static void gemm_bias(float *y, const float *x, const float *w, const float *b, 
  * when keep < L and n is a row of this forward, else j */
 static int vit_patch_at(const dexec *e, const mloc_model *m, int keep, int L, int n, int j) {
     return keep < L && m->patch_order && n < e->run_N ? m->patch_order[(int64_t)n * L + j] : j;
-}
-
-/* p[0] out (N, T, O), p[1] x (N, T, I) */
-static void fn_lt_fwd(dexec *e, const mloc_model *m, const step *s) {
-    const mloc_node *nd = &m->nodes[s->node];
-    const mloc_value *x = &m->values[nd->in[0]];
-    gemm_bias(s->p[0], s->p[1], param(m, nd->u.linear.weight), param(m, nd->u.linear.bias),
-              (int64_t)s->batch * x->c, x->w, nd->u.linear.out_features);
 }
 
 /* p[0] dy, p[1] x, p[2] dx or NULL: dx = dy w (=), dw += dy^T x, db += colsum dy */
@@ -1101,7 +1096,31 @@ static void mgemm(float *c, int64_t ldc, const float *a, int64_t sam, int64_t sa
         const float *a0 = a + (int64_t)m0 * sam, *a1 = a + (int64_t)(m0 + 1 < M ? m0 + 1 : m0) * sam,
                     *a2 = a + (int64_t)(m0 + 2 < M ? m0 + 2 : m0) * sam,
                     *a3 = a + (int64_t)(m0 + 3 < M ? m0 + 3 : m0) * sam;
-        for (int n0 = 0; n0 < N; n0 += 16) {
+        int n0 = 0;
+        /* 4 x 32 tiles: two loads of b and four broadcasts of a feed eight FMAs */
+        for (; N - n0 >= 32; n0 += 32) {
+            v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};
+            const float *bk = b + n0;
+            for (int64_t k = 0; k < K; k++, bk += ldb) {
+                const v16 bv = vload(bk), bw = vload(bk + 16);
+                const float x0 = a0[k * sak], x1 = a1[k * sak], x2 = a2[k * sak], x3 = a3[k * sak];
+                c0 += x0 * bv;
+                d0 += x0 * bw;
+                c1 += x1 * bv;
+                d1 += x1 * bw;
+                c2 += x2 * bv;
+                d2 += x2 * bw;
+                c3 += x3 * bv;
+                d3 += x3 * bw;
+            }
+            float *cr = c + (int64_t)m0 * ldc + n0;
+            vstore_n(cr, alpha * c0, 16);
+            vstore_n(cr + 16, alpha * d0, 16);
+            if (m0 + 1 < M) vstore_n(cr + ldc, alpha * c1, 16), vstore_n(cr + ldc + 16, alpha * d1, 16);
+            if (m0 + 2 < M) vstore_n(cr + 2 * ldc, alpha * c2, 16), vstore_n(cr + 2 * ldc + 16, alpha * d2, 16);
+            if (m0 + 3 < M) vstore_n(cr + 3 * ldc, alpha * c3, 16), vstore_n(cr + 3 * ldc + 16, alpha * d3, 16);
+        }
+        for (; n0 < N; n0 += 16) {
             v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
             const float *bk = b + n0;
             for (int64_t k = 0; k < K; k++, bk += ldb) {
@@ -1431,7 +1450,69 @@ static mloc_status vit_input(dexec *e, const mloc_model *m, int prog, int i, int
     return MLOC_OK;
 }
 
+/* A Linear over tokens, forward: oneDNN's matmul on the (N*T, I) rows, the
+ * weight [O, I] read in place as an (I, O) 'ba' matrix and the bias fused;
+ * in eval, a GELU that is the output's only reader runs as its post-op (the
+ * pre-activation is then not materialised). The backward is fn_lt_bwd. */
+static mloc_status plan_linear_tokens(dexec *e, const mloc_model *m, int i, int prog) {
+    mloc_status st = MLOC_OK;
+    const mloc_node *nd = &m->nodes[i];
+    const mloc_value *xi = &m->values[nd->in[0]];
+    const int train = prog == TRAIN, has_bias = nd->u.linear.bias >= 0;
+    const int64_t M = (int64_t)e->n[prog] * xi->c, I = xi->w, O = nd->u.linear.out_features;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = attr_new();
+    dnnl_post_ops_t po = NULL;
+    int gelu = -1;
+    if (train || readers(m, nd->out, &gelu) != 1 || m->nodes[gelu].op != MLOC_OP_GELU) gelu = -1;
+    float *x;
+    TRY(vit_input(e, m, prog, i, nd->in[0], &x));
+    e->nd[i].vin = x;
+    const int out_v = gelu >= 0 ? m->nodes[gelu].out : nd->out;
+    dnnl_memory_desc_t out_md = vit_plain(e, m, prog, out_v);
+    TRY(bind(e, prog, out_v, &out_md, train));
+    if (gelu >= 0) e->planned[gelu] = 1;
+    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
+    dnnl_dims_t sd = {M, I}, wd = {I, O}, bd = {1, O}, dd = {M, O};
+    DN(dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_f32, dnnl_ab));
+    DN(dnnl_memory_desc_init_by_tag(&w_md, 2, wd, dnnl_f32, dnnl_ba));
+    DN(dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_f32, dnnl_ab));
+    DN(dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab));
+    if (gelu >= 0) {
+        DN(dnnl_post_ops_create(&po));
+        DN(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f));
+        DN(dnnl_primitive_attr_set_post_ops(attr, po));
+    }
+    dnnl_matmul_desc_t md;
+    DN(dnnl_matmul_desc_init(&md, &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md));
+    DN(dnnl_primitive_desc_create(&pd, &md, attr, e->engine, NULL));
+    mloc_log(e->ctx, MLOC_LOG_DEBUG, "oneDNN %s matmul %s: %s", train ? "train" : "eval", nd->name, impl_name(pd));
+    dnnl_primitive_t mm;
+    TRY(prim(e, &mm, pd));
+    dnnl_memory_t sm, wm, bm = NULL, dm;
+    TRY(mem(e, &sm, &src_md, x));
+    TRY(mem(e, &wm, &w_md, param(m, nd->u.linear.weight)));
+    if (has_bias) TRY(mem(e, &bm, &b_md, param(m, nd->u.linear.bias)));
+    TRY(mem(e, &dm, &dst_md, e->v[prog][out_v].act));
+    step *s = prim_step(e, &e->fwd[prog], i, mm);
+    if (!s) {
+        st = MLOC_ERR_NOMEM;
+        goto fail;
+    }
+    arg(s, DNNL_ARG_SRC, sm);
+    arg(s, DNNL_ARG_WEIGHTS, wm);
+    if (bm) arg(s, DNNL_ARG_BIAS, bm);
+    arg(s, DNNL_ARG_DST, dm);
+    if (gelu >= 0) e->v[prog][nd->out].materialised = 0;
+fail:
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 static mloc_status plan_vit(dexec *e, const mloc_model *m, int i, int prog) {
+    if (m->nodes[i].op == MLOC_OP_LINEAR_TOKENS) return plan_linear_tokens(e, m, i, prog);
     mloc_status st = MLOC_OK;
     const mloc_node *nd = &m->nodes[i];
     dnode *dn = &e->nd[i];
@@ -1449,7 +1530,6 @@ static mloc_status plan_vit(dexec *e, const mloc_model *m, int i, int prog) {
     float *extra = NULL, *work = NULL;
     const int threads = omp_get_max_threads();
     switch (nd->op) {
-    case MLOC_OP_LINEAR_TOKENS: fn = fn_lt_fwd; break;
     case MLOC_OP_CLS_POS: fn = fn_cls_pos_fwd; break;
     case MLOC_OP_CLS_SELECT: fn = fn_cls_select_fwd; break;
     case MLOC_OP_MAE_UNMASK: fn = fn_unmask_fwd; break;
