@@ -336,17 +336,19 @@ static int64_t vit_saved_len(const mloc_model *m, int i, int N) {
  * a row accumulator. */
 static mloc_status vit_plan(ref_exec *r, const mloc_model *m, int max_batch) {
     int64_t total = 0, work = 0, ranks = 0, widest = 1;
+    int any = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         const mloc_node *nd = &m->nodes[i];
+        any |= is_vit_op(nd->op);
         total += vit_saved_len(m, i, max_batch);
         if (nd->op == MLOC_OP_ATTENTION && vit_saved_len(m, i, max_batch) > work) work = vit_saved_len(m, i, max_batch);
         if (nd->op == MLOC_OP_CLS_POS && (int64_t)max_batch * m->values[nd->in[0]].c > ranks)
             ranks = (int64_t)max_batch * m->values[nd->in[0]].c;
         if (is_vit_op(nd->op) && m->values[nd->out].w > widest) widest = m->values[nd->out].w;
     }
-    if (total == 0) return MLOC_OK;
+    if (!any) return MLOC_OK;
     r->saved = calloc((size_t)m->n_nodes, sizeof *r->saved);
-    float *base = r->saved_block = malloc((size_t)total * sizeof(float));
+    float *base = r->saved_block = malloc((size_t)(total ? total : 1) * sizeof(float));
     r->attn_work = malloc((size_t)(work ? work : 1) * sizeof(float));
     r->rank = malloc((size_t)(ranks ? ranks : 1) * sizeof(int32_t));
     r->dacc = malloc((size_t)widest * sizeof(double));
