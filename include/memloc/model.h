@@ -90,7 +90,9 @@ typedef enum {
 /* A named point of the forward pass whose output the metrics read. */
 typedef struct {
     char name[64];     /* ResNet9 "prep", ..., "res1", ..., "res2"; ResNet18/34/50 "stem",
-                          "layer1.0.relu1", [".relu2",] "layer1.0", ... (src/models/resnet.c) */
+                          "layer1.0.relu1", [".relu2",] "layer1.0", ... (src/models/resnet.c);
+                          ViT "blocks.0.attn", "blocks.0.mlp.act", "blocks.0", ..., "cls"
+                          (src/models/vit.c; token taps, signed) */
     int value;
     int units;         /* channels (conv) or neurons */
     mloc_unit_kind unit_kind;
@@ -212,7 +214,11 @@ mloc_status mloc_model_create_shared(mloc_ctx *ctx, mloc_model **out, const mloc
  * torchvision does: kaiming_normal(fan_out, relu), N(0, 2 / (K R S)).
  * The DINO head then follows DINOHead: MLP weights N(0, 0.02^2) (trunc_normal
  * at +-2, which never truncates at that std) from stream ("dino_init", entry),
- * MLP biases 0, last_layer.weight_g 1 (weight_v keeps the Linear default). */
+ * MLP biases 0, last_layer.weight_g 1 (weight_v keeps the Linear default).
+ * ViTs then follow timm's init_weights (src/models/vit.c, stream
+ * ("vit_init", entry)): Linear weights and position embeddings
+ * trunc_normal(0.02), Linear biases 0, cls_token N(0, 1e-6^2), MAE's
+ * mask_token N(0, 0.02^2); patch_embed.proj keeps the conv default. */
 void mloc_model_init_params(mloc_model *m, uint64_t seed);
 
 /* Allocate the activation arena and backend plans for batches up to
@@ -266,7 +272,12 @@ int64_t mloc_model_node_macs(const mloc_model *m, int i);
  * resnet34/50 (3-4-6-3); projector.0/.6 + predictor.0 (SimSiam),
  * head.mlp.0/.4 + head.last_layer.weight_v (DINO), head.0 / head.2,
  * classifier.2 (resnet9) or fc (ResNets) give the head. The image size is
- * not in the names: 32 x 32. */
+ * not in the names: 32 x 32. ViTs write memloc_patch_size / _embed_dim /
+ * _depth / _heads (and memloc_decoder_dim / _depth / _heads with the MAE
+ * head); a timm state_dict is recognised by patch_embed.proj.weight
+ * [D, C, P, P], its image side from pos_embed [1, 1 + L, D] (square), its
+ * depth from blocks.i, heads D / 64, MAE's decoder_* names giving the MAE
+ * head (src/models/model_io.c). */
 struct mloc_st_file;
 mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
                                         const struct mloc_st_file *f);
