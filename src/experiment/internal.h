@@ -32,6 +32,7 @@ typedef struct {
     mloc_mumax_row *mumax;
     int64_t n_mumax;
     char aug_desc[256], unit_aug_desc[256];
+    int unit_abs;                      /* UnitMem on |a| (signed taps) */
     json_t *summary;
 } exp_state;
 

@@ -43,6 +43,11 @@ static mloc_status unitmem(exp_state *e, mloc_unit_scores *u, mloc_model *m, con
     uc.k = e->ex->unit_k;
     uc.rest = e->ex->rest == 0 ? MLOC_REST_MEAN : MLOC_REST_MEDIAN;
     uc.batch = e->ex->metric_batch;
+    /* signed taps (ViT residual streams, GELU outputs): a unit's activation is
+     * the mean of |a|, recorded in the summary's variants */
+    for (int t = 0; t < m->n_taps; t++)
+        if (!m->taps[t].nonneg) uc.abs = 1;
+    e->unit_abs = uc.abs;
     return mloc_unitmem_compute(e->ctx, u, m, src, points, n, NULL, 0, &uc);
 }
 

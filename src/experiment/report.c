@@ -153,6 +153,8 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     static const char *const views[] = {"clean (reference code)", "pair (papers)"};
     static const char *const norms[] = {"range (reference code)", "minmax", "none"};
     static const char *const rests[] = {"mean (paper)", "median (reference code)"};
+    json_t *variants_extra = json_string(e->unit_abs ? "mean of |a| over positions/tokens (signed taps)"
+                                                     : "mean of a over spatial positions (post-ReLU taps)");
     json_object_set_new(s, "variants",
                         json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "sslmem_views", views[ex->views],
                                   "sslmem_k", ex->k, "layermem_norm", norms[ex->score_norm], "unitmem_rest",
@@ -161,6 +163,7 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                                   e->train->compat_normalize_first ? "normalize, then augment (reference code)"
                                                                    : "augment, then normalize (intended)",
                                   "ttest", ex->equal_var ? "Student (reference Ttest.py)" : "Welch"));
+    json_object_set_new(json_object_get(s, "variants"), "unit_activation", variants_extra);
     /* training */
     json_t *tr = json_object();
     const char *names[] = {"f", "g"};
