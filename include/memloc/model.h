@@ -145,6 +145,9 @@ typedef struct {
     mloc_stem stem;        /* ResNet18/34/50 stem: default CIFAR */
     int pred_hidden;       /* SimSiam predictor hidden units: default 512 */
     int head_bottleneck;   /* DINO head bottleneck: default 256 */
+    int head_bn;           /* DINO head with BatchNorm1d after its hidden Linears (DINOHead's
+                              use_bn): mlp.0 Linear, .1 BN, .2 GELU, .3 Linear, .4 BN, .5 GELU,
+                              .6 Linear; default 0 (mlp.0, .2, .4 as listed above) */
     /* ViT (vit_tiny / vit_small / vit_base, src/models/vit.c) */
     int patch_size;        /* patch side P: default 4 (32 x 32 images: 8 x 8 patches) */
     int embed_dim;         /* 0: the arch's D (192 / 384 / 768) */
@@ -262,15 +265,16 @@ int64_t mloc_model_node_macs(const mloc_model *m, int i);
  * (memloc_arch, memloc_in_channels, memloc_image_h/w, memloc_width,
  * memloc_head, memloc_head_hidden, memloc_head_out; memloc_stem for the
  * torchvision ResNets; memloc_pred_hidden for a SimSiam head,
- * memloc_head_bottleneck for a DINO head). For files without it (exported
- * from PyTorch), the configuration is inferred from the tensor names and
- * shapes:
+ * memloc_head_bottleneck and memloc_head_bn for a DINO head). For files
+ * without it (exported from PyTorch), the configuration is inferred from the
+ * tensor names and shapes:
  * prep.conv.weight [32w, C, 3, 3] gives resnet9 with C input channels and
  * width w; conv1.weight [64w, C, R, R] gives a torchvision ResNet with the
  * CIFAR (R = 3) or ImageNet (R = 7) stem, layer1.0.conv3 a Bottleneck
  * (resnet50) and the number of layer{k}.{i} blocks resnet18 (2-2-2-2) or
  * resnet34/50 (3-4-6-3); projector.0/.6 + predictor.0 (SimSiam),
- * head.mlp.0/.4 + head.last_layer.weight_v (DINO), head.0 / head.2,
+ * head.mlp.0/.4 (or .6 after head.mlp.1.running_mean: BN) +
+ * head.last_layer.weight_v (DINO), head.0 / head.2,
  * classifier.2 (resnet9) or fc (ResNets) give the head. The image size is
  * not in the names: 32 x 32. ViTs write memloc_patch_size / _embed_dim /
  * _depth / _heads (and memloc_decoder_dim / _depth / _heads with the MAE

@@ -61,6 +61,7 @@
     X(temperature, REAL, temperature, "0.5", NULL, "NT-Xent temperature")                            \
     X(pred_hidden, INT, pred_hidden, "512", NULL, "SimSiam predictor hidden units")                  \
     X(dino_out_dim, INT, dino_out_dim, "4096", NULL, "DINO prototypes K (the weight-normalised last layer)") \
+    X(dino_head_bn, BOOL, dino_head_bn, "0", NULL, "DINO head with BatchNorm after its hidden layers (use_bn)") \
     X(local_crops, INT, local_crops, "8", NULL, "DINO local crops per image, besides the 2 global crops") \
     X(local_crop_size, INT, local_crop_size, "16", NULL, "DINO local crop side (ResNet9: >= 16)")   \
     X(local_crop_scale_min, REAL, local_crop_scale_min, "0.05", NULL,                                \

@@ -16,6 +16,8 @@
  * DINOHead(in_dim=C, out_dim=K, use_bn=False, norm_last_layer=True,
  * nlayers=3, hidden_dim=H, bottleneck_dim=Bn):
  *   mlp.0 Linear(C, H) GELU  mlp.2 Linear(H, H) GELU  mlp.4 Linear(H, Bn)
+ *   or, with head_bn (use_bn=True): mlp.0 Linear(C, H) mlp.1 BN GELU
+ *   mlp.3 Linear(H, H) mlp.4 BN GELU mlp.6 Linear(H, Bn)
  *   x = F.normalize(x, dim=-1)
  *   last_layer = weight_norm(Linear(Bn, K, bias=False)), g fixed at 1
  * The graph ends at the global average pool of the encoder's last map (as
@@ -70,12 +72,24 @@ mloc_status mloc_build_ssl_head(mloc_ctx *ctx, mloc_builder *b, int feature, int
         int pooled = mloc_build_avgpool_global(b, "head.pool", map);
         if (pooled < 0) return mloc_error(ctx, MLOC_ERR_NOMEM, "dino head: out of memory building the graph");
         const int64_t C = m->values[pooled].c, H = cfg->head_hidden, Bn = cfg->head_bottleneck, K = cfg->head_out;
-        add_tensor(b, "head.mlp.0.weight", MLOC_ROLE_WEIGHT, 2, H, C);
-        add_tensor(b, "head.mlp.0.bias", MLOC_ROLE_BIAS, 1, H, 0);
-        add_tensor(b, "head.mlp.2.weight", MLOC_ROLE_WEIGHT, 2, H, H);
-        add_tensor(b, "head.mlp.2.bias", MLOC_ROLE_BIAS, 1, H, 0);
-        add_tensor(b, "head.mlp.4.weight", MLOC_ROLE_WEIGHT, 2, Bn, H);
-        add_tensor(b, "head.mlp.4.bias", MLOC_ROLE_BIAS, 1, Bn, 0);
+        const int bn = cfg->head_bn != 0, step = bn ? 3 : 2; /* Linear [BN] GELU */
+        for (int l = 0; l < 3; l++) {
+            char name[64];
+            const int64_t out = l < 2 ? H : Bn, in = l ? H : C;
+            snprintf(name, sizeof name, "head.mlp.%d.weight", l * step);
+            add_tensor(b, name, MLOC_ROLE_WEIGHT, 2, out, in);
+            snprintf(name, sizeof name, "head.mlp.%d.bias", l * step);
+            add_tensor(b, name, MLOC_ROLE_BIAS, 1, out, 0);
+            if (!bn || l == 2) continue;
+            static const struct { const char *leaf; mloc_role role; int ndim; } bnt[] = {
+                {"weight", MLOC_ROLE_NORM_WEIGHT, 1},       {"bias", MLOC_ROLE_NORM_BIAS, 1},
+                {"running_mean", MLOC_ROLE_RUNNING_MEAN, 1}, {"running_var", MLOC_ROLE_RUNNING_VAR, 1},
+                {"num_batches_tracked", MLOC_ROLE_NUM_BATCHES, 0}};
+            for (int k = 0; k < 5; k++) {
+                snprintf(name, sizeof name, "head.mlp.%d.%s", l * step + 1, bnt[k].leaf);
+                add_tensor(b, name, bnt[k].role, bnt[k].ndim, H, 0);
+            }
+        }
         add_tensor(b, "head.last_layer.weight_g", MLOC_ROLE_NORM_WEIGHT, 2, K, 1);
         add_tensor(b, "head.last_layer.weight_v", MLOC_ROLE_WEIGHT, 2, K, Bn);
         *output = pooled;
@@ -98,8 +112,8 @@ void mloc_ssl_head_init(mloc_model *m, uint64_t seed) {
             mloc_rng r;
             mloc_rng_init_tag(&r, seed, "dino_init", (uint64_t)i, 0, 0);
             for (int64_t k = 0; k < e->numel; k++) p[k] = (float)(0.02 * mloc_rng_normal(&r));
-        } else if (strncmp(e->name, "head.mlp.", 9) == 0) {
-            memset(p, 0, (size_t)e->numel * sizeof *p);
+        } else if (strncmp(e->name, "head.mlp.", 9) == 0 && e->role == MLOC_ROLE_BIAS) {
+            memset(p, 0, (size_t)e->numel * sizeof *p); /* BN tensors keep their defaults */
         } else if (strcmp(e->name, "head.last_layer.weight_g") == 0) {
             for (int64_t k = 0; k < e->numel; k++) p[k] = 1.0f;
         }

@@ -155,10 +155,13 @@ static int infer_ssl_head(mloc_model_config *cfg, const mloc_st_file *f) {
         cfg->pred_hidden = (int)q0->shape[0];
         return 1;
     }
-    const mloc_st_tensor *m0 = mloc_st_find(f, "head.mlp.0.weight"), *m4 = mloc_st_find(f, "head.mlp.4.weight"),
+    const int bn = mloc_st_find(f, "head.mlp.1.running_mean") != NULL;
+    const mloc_st_tensor *m0 = mloc_st_find(f, "head.mlp.0.weight"),
+                         *m4 = mloc_st_find(f, bn ? "head.mlp.6.weight" : "head.mlp.4.weight"),
                          *v = mloc_st_find(f, "head.last_layer.weight_v");
     if (m0 && m4 && v && m0->ndim == 2 && m4->ndim == 2 && v->ndim == 2) {
         cfg->head = MLOC_HEAD_DINO;
+        cfg->head_bn = bn;
         cfg->head_hidden = (int)m0->shape[0];
         cfg->head_bottleneck = (int)m4->shape[0];
         cfg->head_out = (int)v->shape[0];
@@ -256,6 +259,7 @@ mloc_status mloc_model_config_from_file(mloc_ctx *ctx, mloc_model_config *cfg,
         meta_int(f, "memloc_head_out", &cfg->head_out);
         meta_int(f, "memloc_pred_hidden", &cfg->pred_hidden);
         meta_int(f, "memloc_head_bottleneck", &cfg->head_bottleneck);
+        meta_int(f, "memloc_head_bn", &cfg->head_bn);
         meta_int(f, "memloc_patch_size", &cfg->patch_size);
         meta_int(f, "memloc_embed_dim", &cfg->embed_dim);
         meta_int(f, "memloc_depth", &cfg->depth);
@@ -368,6 +372,8 @@ mloc_status mloc_model_save(mloc_ctx *ctx, const mloc_model *m, const char *path
     if (st == MLOC_OK && group != MLOC_GROUP_ENCODER && m->cfg.head == MLOC_HEAD_DINO) {
         snprintf(buf[6], sizeof buf[6], "%d", m->cfg.head_bottleneck);
         st = mloc_st_writer_meta(w, "memloc_head_bottleneck", buf[6]);
+        snprintf(buf[7], sizeof buf[7], "%d", m->cfg.head_bn != 0);
+        if (st == MLOC_OK) st = mloc_st_writer_meta(w, "memloc_head_bn", buf[7]);
     }
     for (int i = 0; extra_meta && extra_meta[i] && extra_meta[i + 1] && st == MLOC_OK; i += 2)
         st = mloc_st_writer_meta(w, extra_meta[i], extra_meta[i + 1]);

@@ -12,15 +12,18 @@
  * After the optimizer step the teacher follows the student by EMA.
  *
  * The DINO head (model.h; src/models/heads.c builds its tensors):
- *   h1 = x W0^T + b0, a1 = gelu(h1)            (R, H)
- *   h2 = a1 W2^T + b2, a2 = gelu(h2)           (R, H)
+ *   h1 = x W0^T + b0, a1 = gelu(h1)            (R, H)   [head_bn: gelu(BN(h1))]
+ *   h2 = a1 W2^T + b2, a2 = gelu(h2)           (R, H)   [head_bn: gelu(BN(h2))]
  *   h3 = a2 W4^T + b4                          (R, Bn)
  *   u  = h3 / max(||h3||, 1e-12)               (R, Bn)   F.normalize
  *   vh = v / ||v|| per row,  W = g * vh        (K, Bn)   weight_norm(dim=0)
  *   y  = u W^T                                 (R, K)
  * Backward: dW = dy^T u, du = dy W; dg_k = dW_k . vh_k, dvh = g dW,
  * dv = (dvh - vh (vh . dvh)) / ||v|| (the l2norm backward); dh3 from du by
- * the l2norm backward; then the MLP. The linear layers run through oneDNN's
+ * the l2norm backward; then the MLP. With head_bn the BNs run on batch
+ * statistics of all R rows (DINO's head runs once on every crop) for student
+ * and teacher alike (train mode) and move each one's running statistics.
+ * The linear layers run through oneDNN's
  * sgemm when the student runs on oneDNN and through the reference kernels
  * (nn.h) on the reference backend. */
 #include <math.h>
@@ -34,11 +37,18 @@
 
 #define L2_EPS 1e-12 /* F.normalize's eps */
 
-/* Head tensor entries, looked up by name in a model's table. */
-enum { W0, B0, W2, B2, W4, B4, WG, WV, N_HEAD };
-static const char *const head_names[N_HEAD] = {
-    "head.mlp.0.weight", "head.mlp.0.bias", "head.mlp.2.weight", "head.mlp.2.bias",
-    "head.mlp.4.weight", "head.mlp.4.bias", "head.last_layer.weight_g", "head.last_layer.weight_v"};
+/* Head tensor entries, looked up by name in a model's table; the BN
+ * entries (gamma, beta, running mean, var, count of the BN after the first
+ * and the second Linear) only with head_bn. */
+enum { W0, B0, W2, B2, W4, B4, WG, WV, G1, E1, M1, V1, C1, G2, E2, M2, V2, C2, N_HEAD };
+static const char *const head_names[2][N_HEAD] = {
+    {"head.mlp.0.weight", "head.mlp.0.bias", "head.mlp.2.weight", "head.mlp.2.bias", "head.mlp.4.weight",
+     "head.mlp.4.bias", "head.last_layer.weight_g", "head.last_layer.weight_v"},
+    {"head.mlp.0.weight", "head.mlp.0.bias", "head.mlp.3.weight", "head.mlp.3.bias", "head.mlp.6.weight",
+     "head.mlp.6.bias", "head.last_layer.weight_g", "head.last_layer.weight_v", "head.mlp.1.weight",
+     "head.mlp.1.bias", "head.mlp.1.running_mean", "head.mlp.1.running_var", "head.mlp.1.num_batches_tracked",
+     "head.mlp.4.weight", "head.mlp.4.bias", "head.mlp.4.running_mean", "head.mlp.4.running_var",
+     "head.mlp.4.num_batches_tracked"}};
 
 struct mloc_dino {
     mloc_dino_config cfg;
@@ -47,9 +57,11 @@ struct mloc_dino {
     mloc_model *teacher;
     int entry[N_HEAD];     /* table entries of the head (same in all three) */
     int B, V, C, H, Bn, K;
+    int bn;                /* head_bn */
     int sgemm;             /* 1: linear layers through dnnl_sgemm */
     /* head activations for R = V*B rows (the teacher's 2B rows reuse them) */
     float *feat, *h1, *a1, *h2, *a2, *h3, *u, *unorm, *out, *tout;
+    float *n1, *n2, *bnsave;   /* head_bn: BN outputs (R, H) and mean / invstd of both (4 H) */
     float *vh, *vnorm, *w;
     /* gradients */
     float *dout, *du, *dh3, *da, *dh, *dfeat, *dw, *dv;
@@ -107,7 +119,7 @@ void mloc_dino_free(mloc_dino *d) {
     mloc_model_free(d->teacher);
     float **bufs[] = {&d->feat, &d->h1, &d->a1, &d->h2, &d->a2, &d->h3, &d->u, &d->unorm, &d->out,
                       &d->tout, &d->vh, &d->vnorm, &d->w, &d->dout, &d->du, &d->dh3, &d->da, &d->dh,
-                      &d->dfeat, &d->dw, &d->dv, &d->center};
+                      &d->dfeat, &d->dw, &d->dv, &d->center, &d->n1, &d->n2, &d->bnsave};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mloc_free(*bufs[i]);
     mloc_free(d->work);
     free(d);
@@ -142,9 +154,10 @@ mloc_status mloc_dino_create(mloc_ctx *ctx, mloc_dino **out, mloc_model *student
     d->H = mc->head_hidden;
     d->Bn = mc->head_bottleneck;
     d->K = mc->head_out;
-    for (int k = 0; k < N_HEAD; k++)
-        if ((d->entry[k] = mloc_table_find(&student->table, head_names[k])) < 0) {
-            st = mloc_error(ctx, MLOC_ERR_INTERNAL, "dino: the student has no '%s'", head_names[k]);
+    d->bn = mc->head_bn != 0;
+    for (int k = 0; k < (d->bn ? N_HEAD : G1); k++)
+        if ((d->entry[k] = mloc_table_find(&student->table, head_names[d->bn][k])) < 0) {
+            st = mloc_error(ctx, MLOC_ERR_INTERNAL, "dino: the student has no '%s'", head_names[d->bn][k]);
             goto fail;
         }
     d->sgemm = student->backend != MLOC_BACKEND_REF;
@@ -188,7 +201,8 @@ mloc_status mloc_dino_create(mloc_ctx *ctx, mloc_dino **out, mloc_model *student
         {&d->h3, R * Bn},  {&d->u, R * Bn},  {&d->unorm, R},  {&d->out, R * K}, {&d->tout, 2 * B * K},
         {&d->vh, K * Bn},  {&d->vnorm, K},   {&d->w, K * Bn}, {&d->dout, R * K}, {&d->du, R * Bn},
         {&d->dh3, R * Bn}, {&d->da, R * H},  {&d->dh, R * H}, {&d->dfeat, R * C}, {&d->dw, K * Bn},
-        {&d->dv, K * Bn},  {&d->center, K}};
+        {&d->dv, K * Bn},  {&d->center, K},  {&d->n1, d->bn ? R * H : 1}, {&d->n2, d->bn ? R * H : 1},
+        {&d->bnsave, 4 * H}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = mloc_alloc(ctx, (size_t)bufs[i].n * sizeof(float)))) {
             st = mloc_error(ctx, MLOC_ERR_NOMEM, "dino: out of memory for the head of %lld rows", (long long)R);
@@ -241,13 +255,34 @@ static void lin_bwd(const mloc_dino *d, float *dx, float *dw, float *db, const f
 
 /* The head of model m (its parameters) on R rows of d->feat into y (R, K),
  * keeping the activations for head_backward. */
-static void head_forward(mloc_dino *d, const mloc_model *m, int R, float *y) {
+/* head_bn: y = BN(x) over the R rows in training mode (batch statistics;
+ * running statistics and counter of model m updated); mean / invstd saved. */
+static void bn_forward(mloc_dino *d, mloc_model *m, int layer, float *y, const float *x, int R) {
+    const int *e = d->entry + (layer ? G2 - G1 : 0);
+    float *save = d->bnsave + 2 * layer * d->H;
+    mloc_bn_shape s = mloc_bn_shape_make(R, d->H, 1);
+    mloc_batchnorm2d_forward_train(y, save, save + d->H, param(m, e[M1]), param(m, e[V1]), x, param(m, e[G1]),
+                                   param(m, e[E1]), &s);
+    (*(int64_t *)mloc_store_ptr(&m->store, &m->table, e[C1]))++;
+}
+
+/* dx (=) from dy through the BN of `layer`; its gamma / beta grads += into m. */
+static void bn_backward(mloc_dino *d, mloc_model *m, int layer, float *dx, const float *dy, const float *x, int R) {
+    const int *e = d->entry + (layer ? G2 - G1 : 0);
+    const float *save = d->bnsave + 2 * layer * d->H;
+    mloc_bn_shape s = mloc_bn_shape_make(R, d->H, 1);
+    mloc_batchnorm2d_backward(dx, grad(m, e[G1]), grad(m, e[E1]), dy, x, save, save + d->H, param(m, e[G1]), &s);
+}
+
+static void head_forward(mloc_dino *d, mloc_model *m, int R, float *y) {
     const int C = d->C, H = d->H, Bn = d->Bn, K = d->K;
     const int *e = d->entry;
     lin_fwd(d, d->h1, d->feat, param(m, e[W0]), param(m, e[B0]), R, C, H);
-    mloc_gelu_forward(d->a1, d->h1, (int64_t)R * H);
+    if (d->bn) bn_forward(d, m, 0, d->n1, d->h1, R);
+    mloc_gelu_forward(d->a1, d->bn ? d->n1 : d->h1, (int64_t)R * H);
     lin_fwd(d, d->h2, d->a1, param(m, e[W2]), param(m, e[B2]), R, H, H);
-    mloc_gelu_forward(d->a2, d->h2, (int64_t)R * H);
+    if (d->bn) bn_forward(d, m, 1, d->n2, d->h2, R);
+    mloc_gelu_forward(d->a2, d->bn ? d->n2 : d->h2, (int64_t)R * H);
     lin_fwd(d, d->h3, d->a2, param(m, e[W4]), param(m, e[B4]), R, H, Bn);
     mloc_l2norm_forward(d->u, d->unorm, d->h3, R, Bn, L2_EPS);
     /* weight_norm(dim=0): w_k = g_k v_k / ||v_k|| (no clamp: torch's _weight_norm) */
@@ -279,9 +314,21 @@ static void head_backward(mloc_dino *d, mloc_model *m, int R) {
     for (int64_t i = 0; i < (int64_t)K * Bn; i++) dv[i] += d->dv[i];
     mloc_l2norm_backward(d->dh3, d->du, d->u, d->unorm, R, Bn, L2_EPS);
     lin_bwd(d, d->da, grad(m, e[W4]), grad(m, e[B4]), d->dh3, d->a2, param(m, e[W4]), R, H, Bn);
-    mloc_gelu_backward(d->dh, d->da, d->h2, (int64_t)R * H);
+    if (d->bn) { /* d(a2) -> d(n2) (in dh) -> d(h2) (back in da, then dh) */
+        mloc_gelu_backward(d->dh, d->da, d->n2, (int64_t)R * H);
+        bn_backward(d, m, 1, d->da, d->dh, d->h2, R);
+        memcpy(d->dh, d->da, (size_t)R * H * sizeof(float));
+    } else {
+        mloc_gelu_backward(d->dh, d->da, d->h2, (int64_t)R * H);
+    }
     lin_bwd(d, d->da, grad(m, e[W2]), grad(m, e[B2]), d->dh, d->a1, param(m, e[W2]), R, H, H);
-    mloc_gelu_backward(d->dh, d->da, d->h1, (int64_t)R * H);
+    if (d->bn) {
+        mloc_gelu_backward(d->dh, d->da, d->n1, (int64_t)R * H);
+        bn_backward(d, m, 0, d->da, d->dh, d->h1, R);
+        memcpy(d->dh, d->da, (size_t)R * H * sizeof(float));
+    } else {
+        mloc_gelu_backward(d->dh, d->da, d->h1, (int64_t)R * H);
+    }
     lin_bwd(d, d->dfeat, grad(m, e[W0]), grad(m, e[B0]), d->dh, d->feat, param(m, e[W0]), R, C, H);
 }
 

@@ -405,6 +405,7 @@ static mloc_status setup(trainer *t, int resume) {
         mc.head_hidden = c->proj_hidden;
         mc.head_bottleneck = c->proj_dim;
         mc.head_out = c->dino_out_dim;
+        mc.head_bn = c->dino_head_bn;
         t->views = 2;
     } else if (c->method == MLOC_METHOD_MAE) {
         mc.head = MLOC_HEAD_MAE;

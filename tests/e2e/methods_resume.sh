@@ -14,7 +14,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # the tensor bytes of a safetensors file (everything after its header)
 st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
 
-dino=(--method dino --data synthetic:192:32x32x3:4 --width 0.25 --proj-hidden 32 --proj-dim 16 --dino-out-dim 64
+dino=(--method dino --data synthetic:192:32x32x3:4 --width 0.5 --proj-hidden 32 --proj-dim 16 --dino-out-dim 64
       --local-crops 2 --local-crop-size 16 --warmup-teacher-temp-epochs 2 --freeze-last-layer 1 --batch-size 32
       --epochs 3 --optimizer sgd --lr 0.05 --momentum 0.9 --threads 2 --workers 2 --log-every 2
       --checkpoint-every 1 --keep-checkpoints 0 --seed 11 --quiet)
@@ -71,7 +71,7 @@ cmp <(st_data "$ck") <(st_data "$TMP/c/checkpoints/epoch_0003.safetensors") \
   || fail "dino: the student export equals the teacher export"
 
 # 5. SimSiam: interrupted and resumed, bitwise the same
-simsiam=(--method simsiam --data synthetic:128:32x32x3:4 --width 0.25 --proj-hidden 32 --proj-dim 16 --pred-hidden 8
+simsiam=(--method simsiam --data synthetic:128:32x32x3:4 --width 0.5 --proj-hidden 32 --proj-dim 16 --pred-hidden 8
          --batch-size 32 --epochs 2 --optimizer sgd --lr 0.05 --momentum 0.9 --threads 2 --workers 2
          --checkpoint-every 1 --keep-checkpoints 0 --seed 5 --quiet)
 "$BIN" train "${simsiam[@]}" --out "$TMP/sa"

@@ -115,6 +115,66 @@ static void test_dino_head(void **state) {
     mloc_ctx_destroy(ctx);
 }
 
+/* DINOHead(use_bn=True): mlp.0 Linear, .1 BN, .3 Linear, .4 BN, .6 Linear;
+ * BN at PyTorch's defaults; the file tells it apart by its running stats. */
+static void test_dino_head_bn(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(1);
+    mloc_model_config c = small(MLOC_HEAD_DINO);
+    c.head_bn = 1;
+    mloc_model *m;
+    assert_int_equal(mloc_model_create(ctx, &m, &c), MLOC_OK);
+    assert_shape(m, "head.mlp.0.weight", 2, 24, 32);
+    assert_shape(m, "head.mlp.1.running_var", 1, 24, 0);
+    assert_shape(m, "head.mlp.3.weight", 2, 24, 24);
+    assert_shape(m, "head.mlp.4.weight", 1, 24, 0);
+    assert_shape(m, "head.mlp.6.weight", 2, 10, 24);
+    assert_int_equal(mloc_table_find(&m->table, "head.mlp.2.weight"), -1);
+    const float *g = mloc_store_ptr(&m->store, &m->table, mloc_table_find(&m->table, "head.mlp.1.weight"));
+    const float *rv = mloc_store_ptr(&m->store, &m->table, mloc_table_find(&m->table, "head.mlp.4.running_var"));
+    for (int k = 0; k < 24; k++) assert_true(g[k] == 1.0f && rv[k] == 1.0f);
+    mloc_st_writer *w;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/dino_bn.safetensors", test_tmpdir("methods_bn"));
+    assert_int_equal(mloc_st_writer_create(ctx, &w), MLOC_OK);
+    assert_int_equal(mloc_table_add_to_writer(w, &m->table, &m->store, -1), MLOC_OK);
+    assert_int_equal(mloc_st_writer_save(w, path), MLOC_OK);
+    mloc_st_writer_free(w);
+    mloc_st_file *f;
+    mloc_model_config inferred;
+    assert_int_equal(mloc_st_open(ctx, &f, path), MLOC_OK);
+    assert_int_equal(mloc_model_config_from_file(ctx, &inferred, f), MLOC_OK);
+    assert_int_equal(inferred.head, MLOC_HEAD_DINO);
+    assert_int_equal(inferred.head_bn, 1);
+    assert_int_equal(inferred.head_bottleneck, 10);
+    mloc_st_close(f);
+    mloc_model *back;
+    assert_int_equal(mloc_model_save(ctx, m, path, -1, NULL), MLOC_OK);
+    assert_int_equal(mloc_model_open(ctx, &back, path, -1), MLOC_OK);
+    assert_int_equal(back->cfg.head_bn, 1);
+    assert_int_equal(back->table.n, m->table.n);
+    mloc_model_free(back);
+    /* a step runs and moves the head's BN statistics of student and teacher */
+    mloc_dino_config dc = mloc_dino_config_default();
+    dc.local_crops = 0;
+    mloc_dino *d;
+    assert_int_equal(mloc_dino_create(ctx, &d, m, &dc, 2), MLOC_OK);
+    float *x = malloc((size_t)4 * 3 * 32 * 32 * sizeof(float));
+    test_fill_uniform_f32(x, 4 * 3 * 32 * 32, -1, 1, 3);
+    double loss;
+    mloc_model_zero_grad(m);
+    assert_int_equal(mloc_dino_step(ctx, d, x, NULL, 2, 0, &loss), MLOC_OK);
+    assert_true(isfinite(loss));
+    int cnt = mloc_table_find(&m->table, "head.mlp.4.num_batches_tracked");
+    assert_int_equal(*(int64_t *)mloc_store_ptr(&m->store, &m->table, cnt), 1);
+    mloc_model *t = mloc_dino_teacher(d);
+    assert_int_equal(*(int64_t *)mloc_store_ptr(&t->store, &t->table, cnt), 1);
+    free(x);
+    mloc_dino_free(d);
+    mloc_model_free(m);
+    mloc_ctx_destroy(ctx);
+}
+
 /* A weights file of each head opens with its configuration, from memloc's
  * metadata and, without it, from the tensor names and shapes. */
 static void test_heads_files(void **state) {
@@ -570,7 +630,7 @@ int main(void) {
         cmocka_unit_test(test_dino_schedules), cmocka_unit_test(test_dino_step),
         cmocka_unit_test(test_dino_backends),  cmocka_unit_test(test_dino_freeze),
         cmocka_unit_test(test_dino_checkpoint), cmocka_unit_test(test_method_errors),
-        cmocka_unit_test(test_dino_clip),
+        cmocka_unit_test(test_dino_clip),      cmocka_unit_test(test_dino_head_bn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
