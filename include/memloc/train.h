@@ -52,7 +52,9 @@
     X(method, CHOICE, method, "simclr", "simclr|supervised|simsiam|dino|mae",                        \
       "training method (mae: ViT only)")                                                             \
     X(arch, CHOICE, arch, "resnet9", "resnet9|resnet18|resnet34|resnet50|vit_tiny|vit_small|vit_base", \
-      "encoder architecture (ResNets with the CIFAR stem)")                                          \
+      "encoder architecture")                                                                        \
+    X(stem, CHOICE, stem, "cifar", "cifar|imagenet",                                                 \
+      "ResNet18/34/50 stem: cifar (3x3 conv, no maxpool) or imagenet (7x7 stride 2 + maxpool)")      \
     X(patch_size, INT, patch_size, "4", NULL, "ViT patch side (image_size a multiple of it)")        \
     X(width, REAL, width, "1", NULL, "channel width multiplier")                                     \
     X(proj_hidden, INT, proj_hidden, "512", NULL,                                                    \

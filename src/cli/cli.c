@@ -34,6 +34,7 @@ int cli_signal_exit_code(void) {
 typedef struct {
     int tty;
     double start, last_draw;
+    int64_t start_done; /* done when this progress (re)started */
     char what[32];
 } progress_state;
 
@@ -64,6 +65,7 @@ static void on_progress(void *user, const char *what, int64_t done, int64_t tota
     if (strncmp(progress.what, what, sizeof progress.what - 1) != 0 || done == 0) {
         snprintf(progress.what, sizeof progress.what, "%s", what);
         progress.start = t;
+        progress.start_done = done;
         progress.last_draw = progress.tty ? 0 : t;
     }
     int finished = total > 0 && done >= total;
@@ -76,7 +78,10 @@ static void on_progress(void *user, const char *what, int64_t done, int64_t tota
     double frac = total > 0 ? (double)done / total : 0;
     double elapsed = t - progress.start;
     char eta[32];
-    fmt_eta(eta, sizeof eta, frac > 0 ? elapsed * (1 - frac) / frac : NAN);
+    /* the rate since this progress (re)started: a resumed run, or training
+     * continuing after a kNN monitor pass, starts with done > 0 */
+    int64_t since = done - progress.start_done;
+    fmt_eta(eta, sizeof eta, since > 0 && total > 0 ? elapsed * (double)(total - done) / since : NAN);
     if (progress.tty) {
         char bar[31];
         int fill = (int)(frac * 30);

@@ -20,6 +20,7 @@ static void print_help(void) {
            "               --epochs 50 --out runs/f\n"
            "  memloc train --method supervised --data cifar10:data/cifar-10-batches-bin --out runs/sup\n"
            "  memloc train --method dino --local-crops 4 --data fmnist --epochs 10 --out runs/dino\n"
+           "  memloc train --arch resnet18 --stem imagenet --image-size 64 --fit resize --data stl10:data/stl10 --out runs/r18\n"
            "  memloc train --resume runs/f      # continue after Ctrl-C or a crash\n"
            "\n"
            "Trains the paper's ResNet9 with SimCLR (two augmented views per image, NT-Xent on\n"

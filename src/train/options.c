@@ -105,6 +105,8 @@ mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *c) {
     const int vit = c->arch >= MLOC_ARCH_OPT_VIT_TINY;
     CHECK(!vit || (c->patch_size >= 1 && c->image_size % c->patch_size == 0),
           "option patch_size: %d, expected a divisor of image_size (%d)", c->patch_size, c->image_size);
+    CHECK(c->stem == 0 || (c->arch > MLOC_ARCH_OPT_RESNET9 && !vit),
+          "option stem: imagenet, expected --arch resnet18|resnet34|resnet50 (ResNet9 and ViTs have their own)");
     CHECK(c->method != MLOC_METHOD_MAE || vit, "method mae: needs a ViT (--arch vit_tiny|vit_small|vit_base)");
     CHECK(c->mask_ratio > 0 && c->mask_ratio < 1, "option mask_ratio: %g, expected in (0, 1)", c->mask_ratio);
     CHECK(c->decoder_dim >= 1 && c->decoder_depth >= 0 && c->decoder_heads >= 1 &&

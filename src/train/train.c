@@ -385,6 +385,7 @@ static mloc_status setup(trainer *t, int resume) {
                                         "vit_tiny", "vit_small", "vit_base"};
     mc.arch = archs[c->arch];
     mc.patch_size = c->patch_size;
+    mc.stem = c->stem == 1 ? MLOC_STEM_IMAGENET : MLOC_STEM_CIFAR;
     mc.in_channels = t->data.c;
     mc.image_h = t->data.h;
     mc.image_w = t->data.w;

@@ -100,4 +100,18 @@ set +e
 set -e
 [ $rc = 78 ] || fail "bad --method: exit $rc, expected 78"
 grep -q "simclr|supervised|simsiam|dino" "$TMP/err" || fail "bad --method message: $(cat "$TMP/err")"
+
+# 7. --stem imagenet: a ResNet18 with the 7x7 stride-2 stem and maxpool trains,
+#    its weights record the stem and reopen with it; ResNet9 refuses the option
+"$BIN" train --data synthetic:64:64x64x3:4 --image-size 64 --arch resnet18 --stem imagenet --width 0.125 \
+  --proj-hidden 32 --proj-dim 16 --batch-size 16 --epochs 1 --threads 2 --quiet --out "$TMP/stem"
+grep -q '"stem": "imagenet"' "$TMP/stem/config.json" || fail "config.json does not record the stem"
+"$BIN" info --weights "$TMP/stem/model.safetensors" > "$TMP/info" || fail "memloc info cannot read the ResNet18 weights"
+grep -q "imagenet stem" "$TMP/info" || fail "the weights do not reopen with the imagenet stem: $(cat "$TMP/info")"
+grep -q "16x16" "$TMP/info" || fail "imagenet stem on 64x64: expected 16x16 after the stem: $(head -5 "$TMP/info")"
+set +e
+"$BIN" train --data synthetic:64 --stem imagenet --out "$TMP/s9" 2> "$TMP/err"; rc=$?
+set -e
+[ $rc = 78 ] || fail "--stem imagenet on ResNet9: exit $rc, expected 78"
+grep -q "option stem" "$TMP/err" || fail "--stem imagenet on ResNet9 message: $(cat "$TMP/err")"
 echo "methods_resume: OK"
