@@ -119,6 +119,11 @@ static int findings(const exp_state *e, finding *f) {
     f[n].id = "non_monotone";
     f[n].claim = "The increase is not monotone: some taps have a negative ΔLayerMem (paper, Section 4.1)";
     f[n].holds = dips > 0;
+    if (dips > 4) {
+        char more[32];
+        snprintf(more, sizeof more, " and %d more", dips - 4);
+        strncat(where, more, sizeof where - strlen(where) - 1);
+    }
     snprintf(f[n].evidence, sizeof f[n].evidence, "%d negative ΔLayerMem%s%s", dips, dips ? ": " : "", where);
     n++;
     /* 5. UnitMem: the Top-50 make units memorize more than the Least-50 */
