@@ -1,4 +1,4 @@
-/* memloc train: train an encoder (SimCLR or supervised) into a run directory.
+/* memloc train: train an encoder (SimCLR, SimSiam, DINO, MAE or supervised) into a run directory.
  * The option flags are generated from the options table (include/memloc/train.h). */
 #include <getopt.h>
 #include <stdio.h>
