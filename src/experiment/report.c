@@ -63,6 +63,46 @@ static json_t *curve_json(const curve *c) {
     return o;
 }
 
+/* ---- a ViT's attention and MLP parts, block by block (the paper's ViT table) ---- */
+
+/* Block N of a ViT adds attention (tap blocks.N.attn = x + attn(norm1(x))) and
+ * then its MLP (tap blocks.N = that + mlp(norm2(.))). What each part adds to
+ * LayerMem is the step across it: attention from the last block output
+ * evaluated before it (blocks.N-1; for the first block, from 0), the MLP from
+ * blocks.N.attn to blocks.N. These are not the ΔLayerMem column, which with
+ * every tap evaluated steps through mlp.act. */
+typedef struct {
+    int block;
+    double attn, attn_delta, mlp, mlp_delta;
+} vit_row;
+
+static int tap_index(const exp_state *e, const char *name) {
+    for (int l = 0; l < e->table.n_taps; l++)
+        if (!strcmp(e->ssl.tap_names[l], name)) return l;
+    return -1;
+}
+
+static int vit_blocks(const exp_state *e, vit_row *rows, int max) {
+    const double *lm = e->table.random;
+    int n = 0, prev = -1; /* the last block output evaluated so far */
+    char a[32], o[32];
+    for (int blk = 0; blk < 256 && n < max; blk++) {
+        snprintf(a, sizeof a, "blocks.%d.attn", blk);
+        snprintf(o, sizeof o, "blocks.%d", blk);
+        const int ia = tap_index(e, a), io = tap_index(e, o);
+        if (ia >= 0 && io >= 0) {
+            rows[n].block = blk;
+            rows[n].attn = lm[ia];
+            rows[n].attn_delta = prev >= 0 ? lm[ia] - lm[prev] : lm[ia];
+            rows[n].mlp = lm[io];
+            rows[n].mlp_delta = lm[io] - lm[ia];
+            n++;
+        }
+        if (io >= 0) prev = io;
+    }
+    return n;
+}
+
 /* ---- findings ------------------------------------------------------------------ */
 
 typedef struct {
@@ -134,6 +174,27 @@ static int findings(const exp_state *e, finding *f) {
     f[n].holds = 2 * sig > e->unit_top.n_taps;
     snprintf(f[n].evidence, sizeof f[n].evidence, "significant at %d of %d taps", sig, e->unit_top.n_taps);
     n++;
+    /* 6. ViT: the MLPs of the deeper blocks memorize more than their attention */
+    vit_row rows[64];
+    const int nb = vit_blocks(e, rows, 64);
+    if (nb >= 2) {
+        int deeper = 0, mlp_more = 0;
+        double sum_mlp = 0, sum_attn = 0;
+        for (int i = nb / 2; i < nb; i++) {
+            deeper++;
+            mlp_more += rows[i].mlp_delta > rows[i].attn_delta;
+            sum_mlp += rows[i].mlp_delta;
+            sum_attn += rows[i].attn_delta;
+        }
+        f[n].id = "vit_mlp_deeper";
+        f[n].claim = "In a ViT, memorization sits in the MLP (fully-connected) parts of the deeper blocks: in the deeper half of "
+                     "the blocks, the MLP adds more LayerMem than attention in most blocks (paper, Section 4.1)";
+        f[n].holds = 2 * mlp_more > deeper;
+        snprintf(f[n].evidence, sizeof f[n].evidence,
+                 "MLP step above attention step in %d of %d blocks (blocks.%d-%d); their sums %.4g (MLP) vs %.4g (attention)",
+                 mlp_more, deeper, rows[nb / 2].block, rows[nb - 1].block, sum_mlp, sum_attn);
+        n++;
+    }
     return n;
 }
 
@@ -193,6 +254,16 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                                             real(t->random[l]), "delta", real(t->delta[l]), "top", real(t->top[l]),
                                             "delta_top", real(t->delta_top[l]), "least", real(t->least[l])));
     json_object_set_new(s, "layermem", lm);
+    vit_row rows[64];
+    const int nb = vit_blocks(e, rows, 64);
+    if (nb > 0) {
+        json_t *vb = json_array();
+        for (int i = 0; i < nb; i++)
+            json_array_append_new(vb, json_pack("{s:i, s:o, s:o, s:o, s:o}", "block", rows[i].block, "attn_layermem",
+                                                real(rows[i].attn), "attn_delta", real(rows[i].attn_delta),
+                                                "mlp_layermem", real(rows[i].mlp), "mlp_delta", real(rows[i].mlp_delta)));
+        json_object_set_new(s, "vit_blocks", vb);
+    }
     json_t *um = json_array();
     for (int l = 0; l < e->unit.n_taps; l++) {
         mloc_unit_summary us;
@@ -337,6 +408,43 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
     mloc_svg_lines(&b, "LayerMem by depth", "LayerMem", labels, T, s3, 3);
     mloc_series sd[] = {{"ΔLayerMem", t->delta, T, 0}, {"ΔTop-50", t->delta_top, T, 1}};
     mloc_svg_lines(&b, "ΔLayerMem by depth", "ΔLayerMem", labels, T, sd, 2);
+
+    /* a ViT: attention vs MLP per block */
+    {
+        vit_row rows[64];
+        const int nb = vit_blocks(e, rows, 64);
+        if (nb > 0) {
+            mloc_buf_puts(&b, "<h2 id=\"vit-blocks\">Attention vs MLP per block (the paper's ViT table)</h2>\n"
+                              "<p class=\"muted\">LayerMem on the random candidates at <code>blocks.N.attn</code> (after "
+                              "attention) and <code>blocks.N</code> (after the MLP); each part's Δ is the step across it: "
+                              "attention from <code>blocks.N-1</code>, the MLP from <code>blocks.N.attn</code>.</p>");
+            mloc_buf_puts(&b, "<table><tr><th>block</th><th>attention LayerMem</th><th>attention Δ</th><th>MLP LayerMem</th>"
+                              "<th>MLP Δ</th><th>larger Δ</th></tr>");
+            double *da = malloc((size_t)nb * sizeof *da), *dm = malloc((size_t)nb * sizeof *dm);
+            const char **bl = malloc((size_t)nb * sizeof *bl);
+            char(*names)[24] = malloc((size_t)nb * sizeof *names);
+            if (!da || !dm || !bl || !names) {
+                free(da), free(dm), free(bl), free(names);
+                goto nomem;
+            }
+            for (int i = 0; i < nb; i++) {
+                mloc_buf_printf(&b, "<tr><td>%d</td>", rows[i].block);
+                cell(&b, rows[i].attn, "%.4f");
+                cell(&b, rows[i].attn_delta, "%.4f");
+                cell(&b, rows[i].mlp, "%.4f");
+                cell(&b, rows[i].mlp_delta, "%.4f");
+                mloc_buf_printf(&b, "<td>%s</td></tr>", rows[i].mlp_delta > rows[i].attn_delta ? "MLP" : "attention");
+                da[i] = rows[i].attn_delta;
+                dm[i] = rows[i].mlp_delta;
+                snprintf(names[i], sizeof names[i], "blocks.%d", rows[i].block);
+                bl[i] = names[i];
+            }
+            mloc_buf_puts(&b, "</table>\n");
+            mloc_series sv[] = {{"attention Δ", da, nb, 0}, {"MLP Δ", dm, nb, 1}};
+            mloc_svg_lines(&b, "What attention and the MLP add, by block", "Δ LayerMem", bl, nb, sv, 2);
+            free(da), free(dm), free(bl), free(names);
+        }
+    }
 
     /* UnitMem */
     mloc_buf_puts(&b, "<h2 id=\"unitmem\">UnitMem per unit</h2>\n");

@@ -64,4 +64,30 @@ python3 "$SRC/tests/e2e/check_dom.py" "$TMP/dom.html" --tables 8 --charts 18 \
   --require findings sslmem-test layermem unitmem mumax scatter consistency ttest training config \
   || fail "report DOM check"
 grep -q "reproduced" "$TMP/dom.html" || fail "no findings verdicts in the report"
+
+# a ViT: UnitMem on |a| of its signed taps, and the attention-vs-MLP table per block with its finding
+"$BIN" experiment --data synthetic:200:32x32x3:4 --arch vit_tiny --patch-size 8 --epochs 1 --batch-size 64 \
+  --threads 2 --eval 30 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10 --quiet --out "$TMP/v" > /dev/null
+python3 - "$TMP/v/summary.json" <<'PY' || fail "ViT summary.json"
+import json, sys
+s = json.load(open(sys.argv[1]))
+rows = s["vit_blocks"]
+assert [r["block"] for r in rows] == list(range(12)), rows
+lm = {r["tap"]: r["layermem"] for r in s["layermem"]}
+for r in rows:  # each part's step, from the LayerMem column
+    n = r["block"]
+    before = lm["blocks.%d" % (n - 1)] if n else 0.0
+    assert abs(r["attn_delta"] - (lm["blocks.%d.attn" % n] - before)) < 1e-9, r
+    assert abs(r["mlp_delta"] - (lm["blocks.%d" % n] - lm["blocks.%d.attn" % n])) < 1e-9, r
+f = [x for x in s["findings"] if x["id"] == "vit_mlp_deeper"]
+assert len(f) == 1, s["findings"]
+deeper = rows[6:]
+assert f[0]["holds"] == (2 * sum(r["mlp_delta"] > r["attn_delta"] for r in deeper) > len(deeper)), f
+assert "|a|" in s["variants"]["unit_activation"], s["variants"]
+PY
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$TMP/chrome" --dump-dom "file://$TMP/v/report.html" \
+  > "$TMP/vdom.html" 2> "$TMP/chrome.log" || fail "chromium failed on the ViT report: $(tail -3 "$TMP/chrome.log")"
+python3 "$SRC/tests/e2e/check_dom.py" "$TMP/vdom.html" --tables 9 --charts 3 --require findings layermem vit-blocks \
+  || fail "ViT report DOM check"
 echo "experiment_report: OK"
