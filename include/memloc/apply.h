@@ -56,9 +56,11 @@ typedef struct {
 /* The parameters of unit `unit` of tap `tap`: the spans of the conv weight
  * slice, the conv bias (if the conv has one), the BN weight and BN bias (if
  * a BN follows the conv), found by walking back from the tap through
- * ReLU / max-pool to a BN and its conv. *n is 2..4. ERR_USAGE naming the
- * tap when it ends in something else (a residual sum: "res1 is a residual
- * join without parameters of its own") or the unit is out of range. */
+ * ReLU / max-pool to a BN and its conv; for a ViT's blocks.N.mlp.act (the
+ * MLP's hidden neurons after GELU), the row of mlp.fc1.weight and its bias.
+ * *n is 1..4. ERR_USAGE naming the tap when it ends in something else (a
+ * residual sum: "res1 is a residual join without parameters of its own") or
+ * the unit is out of range. */
 mloc_status mloc_apply_unit_params(mloc_ctx *ctx, const mloc_model *m, int tap, int unit,
                                    mloc_param_span spans[4], int *n);
 
@@ -258,7 +260,8 @@ mloc_status mloc_unit_finetune(mloc_ctx *ctx, mloc_model *m, int tap, int unit, 
  * the seed of cfg), before and after mloc_unit_finetune of the unit.
  * Controls: the other units of the same tap (their parameters and inputs do
  * not change, so their UnitMem must stay exactly the same) and every unit of
- * the later taps (their input changes through the unit). */
+ * the later taps (their input changes through the unit). When any of those
+ * taps is signed (a ViT's), UnitMem is taken on |a| throughout (res->abs). */
 typedef struct {
     double before, after;               /* UnitMem of the unit */
     double mu_before, mu_after;         /* its mean activation mu_u(x) on the point */
@@ -270,6 +273,7 @@ typedef struct {
     int64_t later_units;
     double first_loss, last_loss;
     int64_t n_points;
+    int abs;                            /* UnitMem on |a|: some tap checked is signed (a ViT's) */
 } mloc_unit_check_result;
 
 mloc_status mloc_unit_check(mloc_ctx *ctx, mloc_model *m, int tap, int unit, const mloc_dataset *d,

@@ -48,12 +48,15 @@ void mloc_apply_blocks(const mloc_model *m, int *modules, int *n) {
     }
 }
 
-/* The conv and BN nodes whose output channels are tap `tap`'s units: walk
- * back through ReLU and max-pool (channelwise) to a BN, then its conv.
- * Returns 0 when the walk meets anything else (a residual sum). */
-static int unit_layers(const mloc_model *m, int tap, int *conv, int *bn) {
-    *conv = *bn = -1;
-    int v = m->taps[tap].value;
+/* The layer whose output units are tap `tap`'s units, and the BN after it:
+ * from the tap walk back through ReLU and max-pool (channelwise) to a BN and
+ * then its conv (a ResNet's conv-block taps), or through GELU to the Linear
+ * before it (a ViT's blocks.N.mlp.act: the MLP's hidden neurons, fc1's
+ * outputs). Returns 0 when the walk meets anything else (a residual sum, a
+ * LayerNorm): such taps own no per-unit parameters. */
+static int unit_layers(const mloc_model *m, int tap, int *layer, int *bn) {
+    *layer = *bn = -1;
+    int v = m->taps[tap].value, gelu = 0;
     for (;;) {
         const int p = m->values[v].producer;
         if (p < 0) return 0;
@@ -61,16 +64,26 @@ static int unit_layers(const mloc_model *m, int tap, int *conv, int *bn) {
         switch (nd->op) {
         case MLOC_OP_RELU:
         case MLOC_OP_MAXPOOL2D:
-            if (*bn >= 0) return 0; /* only conv -> BN -> ReLU [-> pool] */
+            if (*bn >= 0 || gelu) return 0; /* only conv -> BN -> ReLU [-> pool] */
             v = nd->in[0];
             break;
         case MLOC_OP_BATCHNORM2D:
-            if (*bn >= 0) return 0;
+            if (*bn >= 0 || gelu) return 0;
             *bn = p;
             v = nd->in[0];
             break;
         case MLOC_OP_CONV2D:
-            *conv = p;
+            if (gelu) return 0;
+            *layer = p;
+            return 1;
+        case MLOC_OP_GELU:
+            if (gelu || *bn >= 0 || v != m->taps[tap].value) return 0; /* the tap is the GELU's output */
+            gelu = 1;
+            v = nd->in[0];
+            break;
+        case MLOC_OP_LINEAR_TOKENS:
+            if (!gelu) return 0;
+            *layer = p;
             return 1;
         default:
             return 0;
@@ -83,23 +96,27 @@ mloc_status mloc_apply_unit_params(mloc_ctx *ctx, const mloc_model *m, int tap, 
     *n = 0;
     if (tap < 0 || tap >= m->n_taps) return mloc_error(ctx, MLOC_ERR_USAGE, "tap %d: no such tap", tap);
     const mloc_tap *t = &m->taps[tap];
-    int conv, bn;
-    if (!unit_layers(m, tap, &conv, &bn)) {
+    int layer, bn;
+    if (!unit_layers(m, tap, &layer, &bn)) {
         if (m->values[t->value].producer >= 0 && m->nodes[m->values[t->value].producer].op == MLOC_OP_ADD)
             return mloc_error(ctx, MLOC_ERR_USAGE,
                               "tap %s is a residual join without parameters of its own; units belong to "
-                              "conv-block taps", t->name);
+                              "conv-block taps (ResNet) or blocks.N.mlp.act (ViT)", t->name);
         return mloc_error(ctx, MLOC_ERR_USAGE,
-                          "tap %s: its channels do not come from one conv -> BN -> ReLU block (it ends in a "
-                          "residual sum); units belong to conv-block taps", t->name);
+                          "tap %s: its units do not come from one conv -> BN -> ReLU block or one Linear -> GELU "
+                          "(it ends in a residual sum or a norm); units belong to conv-block taps (ResNet) or "
+                          "blocks.N.mlp.act (ViT)", t->name);
     }
     if (unit < 0 || unit >= t->units)
         return mloc_error(ctx, MLOC_ERR_USAGE, "tap %s: unit %d, expected 0..%d", t->name, unit, t->units - 1);
-    const mloc_node *c = &m->nodes[conv];
-    const mloc_tensor *w = &m->table.t[c->u.conv.weight];
-    const int64_t slice = w->numel / w->shape[0];
-    spans[(*n)++] = (mloc_param_span){c->u.conv.weight, (int64_t)unit * slice, slice};
-    if (c->u.conv.bias >= 0) spans[(*n)++] = (mloc_param_span){c->u.conv.bias, unit, 1};
+    const mloc_node *c = &m->nodes[layer];
+    const int is_conv = c->op == MLOC_OP_CONV2D;
+    const int weight = is_conv ? c->u.conv.weight : c->u.linear.weight;
+    const int bias = is_conv ? c->u.conv.bias : c->u.linear.bias;
+    const mloc_tensor *w = &m->table.t[weight];
+    const int64_t slice = w->numel / w->shape[0]; /* one output channel / row of (out, in, ...) */
+    spans[(*n)++] = (mloc_param_span){weight, (int64_t)unit * slice, slice};
+    if (bias >= 0) spans[(*n)++] = (mloc_param_span){bias, unit, 1};
     if (bn >= 0) {
         spans[(*n)++] = (mloc_param_span){m->nodes[bn].u.bn.weight, unit, 1};
         spans[(*n)++] = (mloc_param_span){m->nodes[bn].u.bn.bias, unit, 1};
@@ -382,8 +399,8 @@ mloc_status mloc_prune_select(mloc_ctx *ctx, const mloc_model *m, const mloc_uni
                             U, u->tap_names[t], m->taps[tap].units);
             goto done;
         }
-        int conv, bn;
-        if (!unit_layers(m, tap, &conv, &bn)) continue; /* residual joins own no parameters */
+        int layer, bn;
+        if (!unit_layers(m, tap, &layer, &bn)) continue; /* residual joins and norms own no per-unit parameters */
         const int64_t first = nc;
         for (int k = 0; k < U; k++) {
             const int64_t at = u->offset[t] + k;

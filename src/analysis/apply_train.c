@@ -520,9 +520,10 @@ done:
 /* ---- the single-unit check with UnitMem before and after ------------------------------- */
 
 static mloc_status check_scores(mloc_ctx *ctx, mloc_model *m, const mloc_view_source *src, const int64_t *points,
-                                int64_t n, const int *taps, int nt, int k, mloc_unit_scores *u) {
+                                int64_t n, const int *taps, int nt, int k, int abs, mloc_unit_scores *u) {
     mloc_unit_config uc = mloc_unitmem_config_default();
     uc.k = k;
+    uc.abs = abs;
     uc.save_mu = 0; /* the unit's tap: mu of the point */
     return mloc_unitmem_compute(ctx, u, m, src, points, n, taps, nt, &uc);
 }
@@ -552,7 +553,10 @@ mloc_status mloc_unit_check(mloc_ctx *ctx, mloc_model *m, int tap, int unit, con
         st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory for the unit check");
         goto done;
     }
-    for (int t = 0; t < nt; t++) taps[t] = tap + t;
+    for (int t = 0; t < nt; t++) {
+        taps[t] = tap + t;
+        if (!m->taps[tap + t].nonneg) res->abs = 1; /* signed taps (a ViT's): UnitMem of |a|, as memloc experiment */
+    }
     /* the point first, then eval_points - 1 others */
     int64_t got = 0;
     st = mloc_metrics_choose(ctx, d->n - 1, eval_points - 1, cfg->seed, "unit-check", pos, &got);
@@ -562,12 +566,12 @@ mloc_status mloc_unit_check(mloc_ctx *ctx, mloc_model *m, int tap, int unit, con
     res->n_points = 1 + got;
     mloc_view_source src;
     st = mloc_view_source_dataset(ctx, &src, d, view_aug, cfg->seed, MLOC_PURPOSE_UNITMEM);
-    if (st == MLOC_OK) st = check_scores(ctx, m, &src, points, res->n_points, taps, nt, k, &u0);
+    if (st == MLOC_OK) st = check_scores(ctx, m, &src, points, res->n_points, taps, nt, k, res->abs, &u0);
     if (st == MLOC_OK)
         st = mloc_unit_finetune(ctx, m, tap, unit, d, point, train_aug, cfg, &res->first_loss, &res->last_loss);
     mloc_model *copy = NULL;
     if (st == MLOC_OK) st = fresh_copy(ctx, m, &copy);
-    if (st == MLOC_OK) st = check_scores(ctx, copy, &src, points, res->n_points, taps, nt, k, &u1);
+    if (st == MLOC_OK) st = check_scores(ctx, copy, &src, points, res->n_points, taps, nt, k, res->abs, &u1);
     mloc_model_free(copy);
     if (st != MLOC_OK) goto done;
 

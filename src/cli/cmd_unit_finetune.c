@@ -234,6 +234,7 @@ int cmd_unit_finetune(int argc, char **argv) {
             "mean_after", r.later_after, "max_abs_change", r.later_max_change, "first_loss", r.first_loss,
             "last_loss", r.last_loss);
         json_object_set_new(doc, "rises", json_boolean(r.after > r.before));
+        json_object_set_new(doc, "unit_activation", json_string(r.abs ? "mean of |a| (signed taps)" : "mean of a"));
         json_object_set_new(doc, "dead_before", json_boolean(r.dead_before));
         json_object_set_new(doc, "dead_after", json_boolean(r.dead_after));
         char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -243,7 +244,7 @@ int cmd_unit_finetune(int argc, char **argv) {
     } else {
         printf("unit %s:%lld fine-tuned on point %lld for %d steps (mean loss of the first / last tenth %.4f -> %.4f)\n", tap_name, unit, point,
                uc.steps, r.first_loss, r.last_loss);
-        printf("UnitMem over %lld points (K %lld):\n", (long long)r.n_points, k);
+        printf("UnitMem over %lld points (K %lld%s):\n", (long long)r.n_points, k, r.abs ? ", of |a|: signed taps" : "");
         printf("  %-28s %10s %10s\n", "", "before", "after");
         printf("  %-28s %10.4f %10.4f  %s\n", "the unit", r.before, r.after,
                r.after > r.before ? "(rises)" : "(does not rise)");

@@ -85,6 +85,23 @@ deeper = rows[6:]
 assert f[0]["holds"] == (2 * sum(r["mlp_delta"] > r["attn_delta"] for r in deeper) > len(deeper)), f
 assert "|a|" in s["variants"]["unit_activation"], s["variants"]
 PY
+# pruning a ViT by its UnitMem: 10% of each block's MLP hidden neurons, their fc1 rows and biases zeroed
+"$BIN" prune --weights "$TMP/v/f/model.safetensors" --unitmem "$TMP/v/metrics" --by top --fraction 0.1 \
+  --out "$TMP/vp.safetensors" > /dev/null || fail "prune on a ViT"
+python3 - "$TMP/v/f/model.safetensors" "$TMP/vp.safetensors" <<'PY' || fail "ViT pruning changed the wrong parameters"
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: (v, b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
+a, p = load(sys.argv[1]), load(sys.argv[2])
+changed = sorted(k for k in a if a[k][1] != p[k][1])
+assert changed == sorted("blocks.%d.mlp.fc1.%s" % (i, w) for i in range(12) for w in ("weight", "bias")), changed
+for i in range(12):
+    bias = struct.unpack("<768f", p["blocks.%d.mlp.fc1.bias" % i][1])
+    w = struct.unpack("<%df" % (768 * 192), p["blocks.%d.mlp.fc1.weight" % i][1])
+    zero = [u for u in range(768) if bias[u] == 0 and not any(w[u * 192:(u + 1) * 192])]
+    assert len(zero) == 77, (i, len(zero))  # round(0.1 * 768)
+PY
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --user-data-dir="$TMP/chrome" --dump-dom "file://$TMP/v/report.html" \
   > "$TMP/vdom.html" 2> "$TMP/chrome.log" || fail "chromium failed on the ViT report: $(tail -3 "$TMP/chrome.log")"

@@ -456,6 +456,65 @@ static void test_prune_units(void **state) {
     mloc_ctx_destroy(ctx);
 }
 
+/* A ViT's units are the MLP's hidden neurons (blocks.N.mlp.act): pruning one
+ * zeroes its fc1 row and bias, so its GELU output is 0 at every token; the
+ * residual stream taps own no per-unit parameters. */
+static void test_prune_vit_units(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(1);
+    mloc_model_config c = mloc_model_config_default();
+    c.arch = "vit_tiny";
+    c.patch_size = 8;
+    c.head = MLOC_HEAD_NONE;
+    mloc_model *m = NULL;
+    assert_int_equal(mloc_model_create(ctx, &m, &c), MLOC_OK);
+    mloc_model_init_params(m, 5);
+    /* biases away from 0, so that a zeroed one shows */
+    for (int i = 0; i < m->table.n; i++)
+        if (strstr(m->table.t[i].name, "fc1.bias"))
+            test_fill_uniform_f32(mloc_store_ptr(&m->store, &m->table, i), m->table.t[i].numel, -0.5f, 0.5f, 40 + i);
+    const int t_act = mloc_model_find_tap(m, "blocks.3.mlp.act"), t_blk = mloc_model_find_tap(m, "blocks.3"),
+              t_attn = mloc_model_find_tap(m, "blocks.3.attn");
+    assert_true(t_act >= 0 && t_blk >= 0 && t_attn >= 0);
+    assert_int_equal(m->taps[t_act].units, 768);
+    mloc_param_span sp[4];
+    int ns;
+    assert_int_equal(mloc_apply_unit_params(ctx, m, t_act, 100, sp, &ns), MLOC_OK);
+    assert_int_equal(ns, 2);
+    assert_string_equal(m->table.t[sp[0].entry].name, "blocks.3.mlp.fc1.weight");
+    assert_int_equal(sp[0].start, 100 * 192);
+    assert_int_equal(sp[0].count, 192);
+    assert_string_equal(m->table.t[sp[1].entry].name, "blocks.3.mlp.fc1.bias");
+    assert_int_equal(sp[1].start, 100);
+    assert_int_equal(mloc_apply_unit_params(ctx, m, t_blk, 0, sp, &ns), MLOC_ERR_USAGE);
+    assert_int_equal(mloc_apply_unit_params(ctx, m, t_attn, 0, sp, &ns), MLOC_ERR_USAGE);
+    assert_int_equal(mloc_apply_unit_params(ctx, m, t_act, 768, sp, &ns), MLOC_ERR_USAGE);
+
+    const mloc_unit_ref units[] = {{t_act, 100, 0}, {t_act, 7, 0}};
+    assert_int_equal(mloc_prune_units(ctx, m, units, 2), MLOC_OK);
+    enum { N = 3 };
+    float *x = malloc(N * 3 * 32 * 32 * sizeof *x);
+    test_fill_uniform_f32(x, N * 3 * 32 * 32, -1, 1, 12);
+    assert_int_equal(mloc_model_plan(ctx, m, N), MLOC_OK);
+    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_EVAL, -1), MLOC_OK);
+    const mloc_value *v = &m->values[m->taps[t_act].value];
+    const int64_t T = v->c, D = (int64_t)v->h * v->w; /* tokens x hidden */
+    assert_int_equal(D, 768);
+    float *a = malloc((size_t)(N * T * D) * sizeof *a);
+    assert_int_equal(mloc_model_read(ctx, m, m->taps[t_act].value, a), MLOC_OK);
+    double pruned = 0, other = 0;
+    for (int64_t i = 0; i < N * T; i++) {
+        pruned += fabs(a[i * D + 100]) + fabs(a[i * D + 7]);
+        other += fabs(a[i * D + 101]);
+    }
+    assert_true(pruned == 0.0);
+    assert_true(other > 0.0);
+    free(a);
+    free(x);
+    mloc_model_free(m);
+    mloc_ctx_destroy(ctx);
+}
+
 /* ---- swap ---------------------------------------------------------------------------- */
 
 static void test_swap_blocks(void **state) {
@@ -759,6 +818,7 @@ int main(void) {
         cmocka_unit_test(test_layer_scores_read),
         cmocka_unit_test(test_prune_select),
         cmocka_unit_test(test_prune_units),
+        cmocka_unit_test(test_prune_vit_units),
         cmocka_unit_test(test_swap_blocks),
         cmocka_unit_test(test_finetune_frozen_dnnl),
         cmocka_unit_test(test_finetune_frozen_ref),
