@@ -162,7 +162,7 @@ static int run(int argc, char **argv, int demo) {
         printf("LayerMem per tap (%s):\n\n%s\n", train.data, res.table);
         printf("SSLMem at the encoder output: mean %.4g, one-sided t-test t = %.3f, p = %.3g (%s)\n", res.sslmem_mean,
                res.sslmem_t, res.sslmem_p, res.memorization ? "the candidates are memorized" : "no significant memorization");
-        printf("Top-50 above Least-50 at every tap: %s\n", res.top_exceeds_least ? "yes" : "no");
+        printf("Top-%d above Least-%d at every tap: %s\n", ex.top, ex.top, res.top_exceeds_least ? "yes" : "no");
         printf("\nreport: %s\n", res.report);
     }
     mloc_ctx_destroy(ctx);

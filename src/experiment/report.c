@@ -311,8 +311,12 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     res->memorization = fs[0].holds;
     res->top_exceeds_least = fs[1].holds;
     /* the table as text, for the terminal */
-    int o = snprintf(res->table, sizeof res->table, "%-18s %10s %10s %10s %10s %10s\n", "tap", "LayerMem", "ΔLayerMem",
-                     "Top-50", "ΔTop-50", "Least-50");
+    char top[32], dtop[32], least[32]; /* Top-50 etc. with the run's --top */
+    snprintf(top, sizeof top, "Top-%" PRId64, t->n_top);
+    snprintf(dtop, sizeof dtop, "ΔTop-%" PRId64, t->n_top);
+    snprintf(least, sizeof least, "Least-%" PRId64, t->n_top);
+    int o = snprintf(res->table, sizeof res->table, "%-18s %10s %11s %10s %11s %10s\n", "tap", "LayerMem", "ΔLayerMem",
+                     top, dtop, least);
     for (int l = 0; l < t->n_taps && o < (int)sizeof res->table; l++)
         o += snprintf(res->table + o, sizeof res->table - (size_t)o, "%-18s %10.4f %10.4f %10.4f %10.4f %10.4f\n",
                       e->ssl.tap_names[l], t->random[l], t->delta[l], t->top[l], t->delta_top[l], t->least[l]);
@@ -388,7 +392,13 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
                         " and Least-%" PRId64 " by SSLMem at the encoder output; scores normalised by the range over all "
                         "evaluated candidates (%s).</p>",
                     t->n_random, t->n_top, t->n_top, mloc_score_norm_name(t->norm));
-    mloc_buf_puts(&b, "<table><tr><th>tap</th><th>LayerMem</th><th>ΔLayerMem</th><th>Top-50</th><th>ΔTop-50</th><th>Least-50</th></tr>");
+    const int64_t nt = t->n_top;
+    char top[32], dtop[32], least[32];
+    snprintf(top, sizeof top, "Top-%" PRId64, nt);
+    snprintf(dtop, sizeof dtop, "ΔTop-%" PRId64, nt);
+    snprintf(least, sizeof least, "Least-%" PRId64, nt);
+    mloc_buf_printf(&b, "<table><tr><th>tap</th><th>LayerMem</th><th>ΔLayerMem</th><th>%s</th><th>%s</th><th>%s</th></tr>",
+                    top, dtop, least);
     for (int l = 0; l < T; l++) {
         mloc_buf_puts(&b, "<tr><td>");
         mloc_buf_escape(&b, e->ssl.tap_names[l]);
@@ -404,9 +414,9 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
     labels = malloc((size_t)T * sizeof *labels);
     if (!labels) goto nomem;
     for (int l = 0; l < T; l++) labels[l] = e->ssl.tap_names[l];
-    mloc_series s3[] = {{"LayerMem", t->random, T, 0}, {"Top-50", t->top, T, 0}, {"Least-50", t->least, T, 1}};
+    mloc_series s3[] = {{"LayerMem", t->random, T, 0}, {top, t->top, T, 0}, {least, t->least, T, 1}};
     mloc_svg_lines(&b, "LayerMem by depth", "LayerMem", labels, T, s3, 3);
-    mloc_series sd[] = {{"ΔLayerMem", t->delta, T, 0}, {"ΔTop-50", t->delta_top, T, 1}};
+    mloc_series sd[] = {{"ΔLayerMem", t->delta, T, 0}, {dtop, t->delta_top, T, 1}};
     mloc_svg_lines(&b, "ΔLayerMem by depth", "ΔLayerMem", labels, T, sd, 2);
 
     /* a ViT: attention vs MLP per block */
@@ -538,9 +548,9 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
     free(tau);
 
     /* t-tests */
-    mloc_buf_printf(&b, "<h2 id=\"ttest\">UnitMem: Top-50 vs Least-50</h2>\n<p class=\"muted\">Per tap, UnitMem computed over the Top-50 and over the Least-50 candidates; one-sided two-sample %s t-test over the tap's units, H<sub>1</sub>: Top-50 &gt; Least-50.</p>",
-                    e->ex->equal_var ? "Student" : "Welch");
-    mloc_buf_puts(&b, "<table><tr><th>tap</th><th>mean Top-50</th><th>mean Least-50</th><th>t</th><th>dof</th><th>p</th></tr>");
+    mloc_buf_printf(&b, "<h2 id=\"ttest\">UnitMem: %s vs %s</h2>\n<p class=\"muted\">Per tap, UnitMem computed over the %s and over the %s candidates; one-sided two-sample %s t-test over the tap's units, H<sub>1</sub>: %s &gt; %s.</p>",
+                    top, least, top, least, e->ex->equal_var ? "Student" : "Welch", top, least);
+    mloc_buf_printf(&b, "<table><tr><th>tap</th><th>mean %s</th><th>mean %s</th><th>t</th><th>dof</th><th>p</th></tr>", top, least);
     for (int l = 0; l < e->unit_top.n_taps; l++) {
         const int o = e->unit_top.offset[l], n = e->unit_top.offset[l + 1] - o;
         mloc_buf_puts(&b, "<tr><td>");
