@@ -25,6 +25,10 @@ the modules below follow timm's forward line by line):
                per-patch predictions (mae.pred, (3, 16, 48), CLS row dropped),
                the normalised-pixel loss and every gradient of the encoder and
                the decoder (mae.grad.*)
+        interp.*  the supervised step on other images, 12x12 (interp.x, 3x3
+               patches), with the 4x4 grid's position embeddings interpolated
+               by DINO's interpolate_pos_encoding (bicubic, scale factor
+               (3 + 0.1) / 4): taps, logits, loss, every gradient
       Everything is computed in float64 from the float32 parameters; the loss
       is stored as F64.
 
@@ -36,6 +40,7 @@ non-fused path), timm/layers/patch_embed.py; facebookresearch/mae
 models_mae.py (random_masking, forward_encoder, forward_decoder,
 forward_loss with norm_pix_loss=True).
 """
+import math
 import os
 import sys
 
@@ -125,10 +130,35 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=EPS)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
+    def interpolate_pos_encoding(self, x, w, h):
+        """facebookresearch/dino vision_transformer.py, verbatim but for the
+        patch size's attribute."""
+        npatch = x.shape[1] - 1
+        N = self.pos_embed.shape[1] - 1
+        if npatch == N and w == h:
+            return self.pos_embed
+        class_pos_embed = self.pos_embed[:, 0]
+        patch_pos_embed = self.pos_embed[:, 1:]
+        dim = x.shape[-1]
+        w0 = w // self.patch_embed.proj.kernel_size[0]
+        h0 = h // self.patch_embed.proj.kernel_size[0]
+        # we add a small number to avoid floating point error in the interpolation
+        # see discussion at https://github.com/facebookresearch/dino/issues/8
+        w0, h0 = w0 + 0.1, h0 + 0.1
+        patch_pos_embed = nn.functional.interpolate(
+            patch_pos_embed.reshape(1, int(math.sqrt(N)), int(math.sqrt(N)), dim).permute(0, 3, 1, 2),
+            scale_factor=(w0 / math.sqrt(N), h0 / math.sqrt(N)),
+            mode='bicubic',
+        )
+        assert int(w0) == patch_pos_embed.shape[-2] and int(h0) == patch_pos_embed.shape[-1]
+        patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+        return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
+
     def forward(self, x, taps=None):
+        B, nc, w, h = x.shape
         x = self.patch_embed(x)
         x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        x = x + self.pos_embed
+        x = x + self.interpolate_pos_encoding(x, w, h)
         for i, blk in enumerate(self.blocks):
             x = blk(x, taps, "blocks.%d" % i)
         x = self.norm(x)
@@ -289,6 +319,25 @@ def steps(outdir):
     for k, p in mae.named_parameters():
         out["mae.grad." + k] = p.grad.numpy().astype(np.float32)
     print("mae loss %.9f" % loss.item())
+
+    # DINO's local crops: the supervised ViT on 12x12 images (3x3 patches),
+    # its 4x4 position embeddings interpolated by interpolate_pos_encoding
+    small = 12
+    xs = (2 * torch.rand(N, 3, small, small, generator=gen) - 1).float()
+    out["interp.x"] = xs.numpy()
+    meta["interp_image"] = str(small)
+    vit.zero_grad()
+    taps = {}
+    logits = vit(xs.double(), taps)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    for k, v in taps.items():
+        out["interp.tap." + k] = v.detach().numpy().astype(np.float32)
+    out["interp.logits"] = logits.detach().numpy().astype(np.float32)
+    out["interp.loss"] = np.array([loss.item()], dtype=np.float64)
+    for k, p in vit.named_parameters():
+        out["interp.grad." + k] = p.grad.numpy().astype(np.float32)
+    print("interpolated supervised loss %.9f" % loss.item())
     path = os.path.join(outdir, "vit", "vit_steps.safetensors")
     st.save(path, out, metadata=meta)
     print(path, os.path.getsize(path), "bytes")

@@ -73,7 +73,8 @@ typedef struct {
          *   MAE_UNMASK     (1 + keep, D) -> (1 + L, D): MAE's decoder input, tokens back in
          *                  patch order with mask_token at the masked patches, + pos */
         struct { int p, weight, bias; } patch;
-        struct { int cls, pos, keep; } tok;                 /* CLS_POS */
+        struct { int cls, pos, keep, interp; } tok;         /* CLS_POS; interp: pos is read from
+                                                               m->pos_interp (cfg.pos_image_h/w) */
         struct { float eps; int weight, bias; } ln;
         struct { int heads; } attn;
         struct { int mask, pos, keep; } unmask;              /* MAE_UNMASK */
@@ -158,6 +159,12 @@ typedef struct {
     int decoder_heads;     /* MAE decoder heads: default 4 */
     int mask_keep;         /* MAE: patches the encoder sees; 0 = all (the model the metrics
                               read), else the training graph of src/ssl/mae.c */
+    int pos_image_h, pos_image_w; /* ViT: the image size its position embeddings are for; 0 = the
+                              input's. Another size (DINO's local crops on a ViT) keeps
+                              pos_embed at that grid and interpolates it to the input's grid
+                              as DINO's interpolate_pos_encoding (bicubic, scale factor
+                              (grid' + 0.1) / grid, src/models/vit.c); the forward and the
+                              gradient go through the interpolation */
 } mloc_model_config;
 
 mloc_model_config mloc_model_config_default(void);
@@ -194,6 +201,13 @@ typedef struct {
     const int32_t *patch_order; /* MAE (cfg.mask_keep > 0): per sample, a permutation of the L
                                    patches, the first mask_keep visible (N x L); the caller's,
                                    set before the forward and kept until the backward */
+    /* A ViT whose position-embedding grid (Gh x Gw, cfg.pos_image_h/w) is not its input's
+     * (h x w): pos_interp_w (h w x Gh Gw) maps pos_embed's patch rows to the input's;
+     * pos_interp ((1 + h w) x D) is what CLS_POS adds, refreshed before every forward;
+     * pos_interp_grad its gradient, mapped back onto pos_embed's after every backward.
+     * NULL for every other model. */
+    float *pos_interp_w, *pos_interp, *pos_interp_grad;
+    int pos_interp_rows, pos_interp_cols, pos_interp_entry; /* h w, Gh Gw, pos_embed's table index */
 } mloc_model;
 
 mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg);

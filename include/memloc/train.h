@@ -65,7 +65,8 @@
     X(dino_out_dim, INT, dino_out_dim, "4096", NULL, "DINO prototypes K (the weight-normalised last layer)") \
     X(dino_head_bn, BOOL, dino_head_bn, "0", NULL, "DINO head with BatchNorm after its hidden layers (use_bn)") \
     X(local_crops, INT, local_crops, "8", NULL, "DINO local crops per image, besides the 2 global crops") \
-    X(local_crop_size, INT, local_crop_size, "16", NULL, "DINO local crop side (ResNet9: >= 16; a ViT: image_size)")   \
+    X(local_crop_size, INT, local_crop_size, "16", NULL,                                               \
+      "DINO local crop side (ResNet9: >= 16; ViT: a multiple of patch_size, pos_embed interpolated)")  \
     X(local_crop_scale_min, REAL, local_crop_scale_min, "0.05", NULL,                                \
       "DINO local crops' area range (min, global_crop_scale_min)")                                   \
     X(global_crop_scale_min, REAL, global_crop_scale_min, "0.4", NULL,                               \

@@ -400,7 +400,7 @@ static void vit_forward(ref_exec *r, const mloc_model *m, int i, int N) {
     case MLOC_OP_CLS_POS: {
         /* (N, L, D) -> (N, 1 + keep, D): row 0 cls + pos[0], row 1 + j patch o_j + pos[1 + o_j] */
         const int L = xi->c, D = xi->w, keep = nd->u.tok.keep;
-        const float *cls = VPARAM(nd->u.tok.cls), *pos = VPARAM(nd->u.tok.pos);
+        const float *cls = VPARAM(nd->u.tok.cls), *pos = nd->u.tok.interp ? m->pos_interp : VPARAM(nd->u.tok.pos);
         for (int n = 0; n < N; n++) {
             float *o = out + (int64_t)n * (1 + keep) * D;
             for (int d = 0; d < D; d++) o[d] = cls[d] + pos[d];
@@ -493,7 +493,7 @@ static void vit_backward(ref_exec *r, const mloc_model *m, int i, int N, float *
                         dx[((int64_t)n * L + p) * D + d] = j < keep ? g[((int64_t)n * (1 + keep) + 1 + j) * D + d] : 0.0f;
                 }
         }
-        float *dcls = VGRAD(nd->u.tok.cls), *dpos = VGRAD(nd->u.tok.pos);
+        float *dcls = VGRAD(nd->u.tok.cls), *dpos = nd->u.tok.interp ? m->pos_interp_grad : VGRAD(nd->u.tok.pos);
         for (int t = 0; t <= L; t++) {
             for (int d = 0; d < D; d++) r->dacc[d] = 0;
             for (int n = 0; n < N; n++) {

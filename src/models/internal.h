@@ -52,6 +52,12 @@ mloc_status mloc_resnet_build(mloc_ctx *ctx, mloc_builder *b);
 mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b);
 int mloc_vit_arch(const char *arch);
 void mloc_vit_init(mloc_model *m, uint64_t seed);
+/* A ViT with cfg.pos_image_h/w (m->pos_interp_w set; no-ops otherwise):
+ * _forward refreshes m->pos_interp from pos_embed and zeroes its gradient
+ * (before every forward); _backward adds m->pos_interp_grad, mapped back
+ * through the interpolation, to pos_embed's gradient (after every backward). */
+void mloc_vit_pos_forward(mloc_model *m);
+void mloc_vit_pos_backward(mloc_model *m);
 
 /* SimSiam projector + predictor, or the DINO head's tensors (src/models/heads.c,
  * the layouts in model.h): appended after the encoder, reading `feature`

@@ -104,6 +104,9 @@ void mloc_model_free(mloc_model *m) {
     free(m->taps);
     free(m->modules);
     free(m->bn_eval);
+    free(m->pos_interp_w);
+    free(m->pos_interp);
+    free(m->pos_interp_grad);
     free(m);
 }
 
@@ -246,6 +249,7 @@ mloc_status mloc_model_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int
         if (mode == MLOC_MODE_TRAIN && last < m->n_nodes - 1)
             return mloc_error(ctx, MLOC_ERR_USAGE, "forward: a partial forward must be in eval mode");
     }
+    mloc_vit_pos_forward(m);
     mloc_status st = m->exec->ops->forward(ctx, m, x, N, mode, last);
     if (st == MLOC_OK) {
         m->exec->N = N;
@@ -269,7 +273,9 @@ mloc_status mloc_model_backward(mloc_ctx *ctx, mloc_model *m, int from, const fl
         return mloc_error(ctx, MLOC_ERR_USAGE, "backward: needs a full forward in train mode first");
     if (from < 0 || from >= m->n_values)
         return mloc_error(ctx, MLOC_ERR_USAGE, "backward: no value %d", from);
-    return m->exec->ops->backward(ctx, m, from, dy);
+    MLOC_TRY(m->exec->ops->backward(ctx, m, from, dy));
+    mloc_vit_pos_backward(m);
+    return MLOC_OK;
 }
 
 void mloc_model_zero_grad(mloc_model *m) {

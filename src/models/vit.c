@@ -62,6 +62,7 @@
  * timm/layers/attention.py; facebookresearch/mae models_mae.py. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -186,6 +187,101 @@ static int mae_decoder(mloc_builder *b, int enc, int L, int keep) {
     return linear_tokens(b, "decoder_pred", d, P * P * cfg->in_channels);
 }
 
+/* ---- position embeddings for another input size ------------------------
+ * DINO's VisionTransformer.interpolate_pos_encoding, for an input whose patch
+ * grid h x w is not the grid Gh x Gw the embeddings are learned for:
+ *
+ *   patch_pos_embed = F.interpolate(pos[1:].reshape(1, Gh, Gw, D).permute(0, 3, 1, 2),
+ *                                   scale_factor=((h + 0.1) / Gh, (w + 0.1) / Gw), mode="bicubic")
+ *   pos' = [pos[0]; patch_pos_embed.permute(0, 2, 3, 1).view(h w, D)]
+ *
+ * (DINO computes both factors from the width: the same for square grids, the
+ * only ones it uses.) PyTorch's bicubic with align_corners=False and a given
+ * scale factor s samples output o at src = (o + 0.5) / s - 0.5, with the
+ * cubic convolution (A = -0.75) over the 4 neighbours floor(src) - 1 .. + 2,
+ * indices clamped to the grid (aten/src/ATen/native/UpSample.h). It is
+ * separable and linear, so pos'[1:] = (Ah (x) Aw) pos[1:]: one (h w x Gh Gw)
+ * matrix, and the gradient its transpose. */
+static double cubic1(double x) { return ((-0.75 + 2) * x - (-0.75 + 3)) * x * x + 1; }
+static double cubic2(double x) { return ((-0.75 * x - 5 * -0.75) * x + 8 * -0.75) * x - 4 * -0.75; }
+
+/* a (n x g): n outputs interpolated from g inputs at scale factor (n + 0.1) / g */
+static void bicubic_axis(double *a, int n, int g) {
+    const double scale = 1.0 / ((n + 0.1) / g);
+    memset(a, 0, (size_t)n * g * sizeof *a);
+    for (int o = 0; o < n; o++) {
+        const double real = scale * (o + 0.5) - 0.5;
+        int idx = (int)floor(real);
+        if (idx > g - 1) idx = g - 1;
+        const double t = fmin(fmax(real - idx, 0.0), 1.0);
+        const double w[4] = {cubic2(t + 1), cubic1(t), cubic1(1 - t), cubic2(2 - t)};
+        for (int j = 0; j < 4; j++) {
+            int k = idx + j - 1;
+            k = k < 0 ? 0 : k > g - 1 ? g - 1 : k;
+            a[(int64_t)o * g + k] += w[j];
+        }
+    }
+}
+
+static mloc_status pos_interp_plan(mloc_ctx *ctx, mloc_model *m, int entry, int h, int w, int gh, int gw, int D) {
+    const int rows = h * w, cols = gh * gw;
+    double *ah = malloc((size_t)h * gh * sizeof *ah), *aw = malloc((size_t)w * gw * sizeof *aw);
+    m->pos_interp_w = malloc((size_t)rows * cols * sizeof(float));
+    m->pos_interp = malloc((size_t)(1 + rows) * D * sizeof(float));
+    m->pos_interp_grad = malloc((size_t)(1 + rows) * D * sizeof(float));
+    if (!ah || !aw || !m->pos_interp_w || !m->pos_interp || !m->pos_interp_grad) {
+        free(ah), free(aw);
+        return mloc_error(ctx, MLOC_ERR_NOMEM, "%s: out of memory for the position-embedding interpolation",
+                          m->arch);
+    }
+    bicubic_axis(ah, h, gh);
+    bicubic_axis(aw, w, gw);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int i = 0; i < gh; i++)
+                for (int j = 0; j < gw; j++)
+                    m->pos_interp_w[(int64_t)(y * w + x) * cols + i * gw + j] =
+                        (float)(ah[(int64_t)y * gh + i] * aw[(int64_t)x * gw + j]);
+    free(ah), free(aw);
+    m->pos_interp_rows = rows;
+    m->pos_interp_cols = cols;
+    m->pos_interp_entry = entry;
+    return MLOC_OK;
+}
+
+void mloc_vit_pos_forward(mloc_model *m) {
+    if (!m->pos_interp_w) return;
+    const mloc_tensor *e = &m->table.t[m->pos_interp_entry];
+    const int D = (int)e->shape[2], rows = m->pos_interp_rows, cols = m->pos_interp_cols;
+    const float *pos = mloc_store_ptr(&m->store, &m->table, m->pos_interp_entry);
+    memcpy(m->pos_interp, pos, (size_t)D * sizeof(float));
+    for (int t = 0; t < rows; t++) {
+        const float *wt = m->pos_interp_w + (int64_t)t * cols;
+        for (int d = 0; d < D; d++) {
+            double acc = 0;
+            for (int k = 0; k < cols; k++) acc += (double)wt[k] * pos[(int64_t)(1 + k) * D + d];
+            m->pos_interp[(int64_t)(1 + t) * D + d] = (float)acc;
+        }
+    }
+    memset(m->pos_interp_grad, 0, (size_t)(1 + rows) * D * sizeof(float));
+}
+
+void mloc_vit_pos_backward(mloc_model *m) {
+    if (!m->pos_interp_w) return;
+    const mloc_tensor *e = &m->table.t[m->pos_interp_entry];
+    const int D = (int)e->shape[2], rows = m->pos_interp_rows, cols = m->pos_interp_cols;
+    float *dpos = m->store.grad + e->offset;
+    const float *g = m->pos_interp_grad;
+    for (int d = 0; d < D; d++) dpos[d] += g[d];
+    for (int k = 0; k < cols; k++)
+        for (int d = 0; d < D; d++) {
+            double acc = 0;
+            for (int t = 0; t < rows; t++) acc += (double)m->pos_interp_w[(int64_t)t * cols + k] * g[(int64_t)(1 + t) * D + d];
+            dpos[(int64_t)(1 + k) * D + d] += (float)acc;
+        }
+    memset(m->pos_interp_grad, 0, (size_t)(1 + rows) * D * sizeof(float));
+}
+
 mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {
     mloc_model *m = b->m;
     const mloc_model_config *cfg = &m->cfg;
@@ -203,6 +299,15 @@ mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {
                           m->arch, cfg->image_h, cfg->image_w, P);
     const int L = (cfg->image_h / P) * (cfg->image_w / P);
     const int keep = cfg->mask_keep > 0 ? cfg->mask_keep : L;
+    const int pos_h = cfg->pos_image_h > 0 ? cfg->pos_image_h : cfg->image_h;
+    const int pos_w = cfg->pos_image_w > 0 ? cfg->pos_image_w : cfg->image_w;
+    if (cfg->pos_image_h < 0 || cfg->pos_image_w < 0 || pos_h < P || pos_w < P || pos_h % P || pos_w % P)
+        return mloc_error(ctx, MLOC_ERR_USAGE, "%s: position embeddings for %dx%d images, patch size %d: expected "
+                          "sides divisible by the patch", m->arch, pos_h, pos_w, P);
+    const int Lp = (pos_h / P) * (pos_w / P), interp = Lp != L || pos_h != cfg->image_h;
+    if (interp && keep < L)
+        return mloc_error(ctx, MLOC_ERR_USAGE, "%s: MAE masking on %dx%d images with position embeddings for "
+                          "%dx%d: expected the same size", m->arch, cfg->image_h, cfg->image_w, pos_h, pos_w);
     if (cfg->mask_keep < 0 || keep > L || (keep < L && cfg->head != MLOC_HEAD_MAE))
         return mloc_error(ctx, MLOC_ERR_USAGE, "%s: %d visible patches of %d: expected 1..%d, and fewer than all "
                           "only for the MAE head", m->arch, cfg->mask_keep, L, L);
@@ -215,7 +320,7 @@ mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {
 
     int x = mloc_build_input(b, C, cfg->image_h, cfg->image_w);
     mloc_build_module(b, "patch_embed");
-    const int64_t tok[3] = {1, 1, D}, pos[3] = {1, 1 + L, D};
+    const int64_t tok[3] = {1, 1, D}, pos[3] = {1, 1 + Lp, D};
     const int64_t wshape[4] = {D, C, P, P}, bshape[1] = {D};
     int cls = mloc_build_param(b, "cls_token", NULL, MLOC_ROLE_EMBEDDING, 3, tok);
     int pe = mloc_build_param(b, "pos_embed", NULL, MLOC_ROLE_EMBEDDING, 3, pos);
@@ -235,6 +340,11 @@ mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {
         n->u.tok.cls = cls;
         n->u.tok.pos = pe;
         n->u.tok.keep = keep;
+        n->u.tok.interp = interp;
+    }
+    if (interp && pe >= 0) {
+        mloc_status st = pos_interp_plan(ctx, m, pe, cfg->image_h / P, cfg->image_w / P, pos_h / P, pos_w / P, D);
+        if (st != MLOC_OK) return st;
     }
     for (int i = 0; i < depth; i++) {
         char path[64];

@@ -178,15 +178,10 @@ mloc_status mloc_dino_create(mloc_ctx *ctx, mloc_dino **out, mloc_model *student
     /* local crops: the student's graph at the local size, over its store */
     if (cfg->local_crops > 0) {
         mloc_model_config lc = *mc;
-        if (!strncmp(mc->arch, "vit", 3) && (cfg->local_size != mc->image_h || cfg->local_size != mc->image_w)) {
-            st = mloc_error(ctx, MLOC_ERR_USAGE,
-                            "dino: local crops of %dx%d on a %s with %dx%d global crops: a ViT's position "
-                            "embeddings fit one input size and memloc does not interpolate them (DINO's "
-                            "interpolate_pos_encoding); use --local-crop-size %d (local crops resized to the "
-                            "global size) or --local-crops 0",
-                            cfg->local_size, cfg->local_size, mc->arch, mc->image_h, mc->image_w, mc->image_h);
-            goto fail;
-        }
+        /* a ViT keeps the global crops' position embeddings and interpolates
+         * them to the local crops' grid (DINO's interpolate_pos_encoding) */
+        lc.pos_image_h = mc->pos_image_h > 0 ? mc->pos_image_h : mc->image_h;
+        lc.pos_image_w = mc->pos_image_w > 0 ? mc->pos_image_w : mc->image_w;
         lc.image_h = lc.image_w = cfg->local_size;
         st = mloc_model_create_shared(ctx, &d->local, &lc, student);
         if (st != MLOC_OK) {

@@ -108,10 +108,9 @@ mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *c) {
     CHECK(c->stem == 0 || (c->arch > MLOC_ARCH_OPT_RESNET9 && !vit),
           "option stem: imagenet, expected --arch resnet18|resnet34|resnet50 (ResNet9 and ViTs have their own)");
     CHECK(c->method != MLOC_METHOD_MAE || vit, "method mae: needs a ViT (--arch vit_tiny|vit_small|vit_base)");
-    CHECK(c->method != MLOC_METHOD_DINO || !vit || c->local_crops == 0 || c->local_crop_size == c->image_size,
-          "option local_crop_size: %d on a ViT, expected %d (image_size): a ViT's position embeddings fit one input "
-          "size and memloc does not interpolate them (DINO's interpolate_pos_encoding); or --local-crops 0",
-          c->local_crop_size, c->image_size);
+    CHECK(c->method != MLOC_METHOD_DINO || !vit || c->local_crops == 0 || c->local_crop_size % c->patch_size == 0,
+          "option local_crop_size: %d on a ViT, expected a multiple of patch_size (%d)", c->local_crop_size,
+          c->patch_size);
     CHECK(c->mask_ratio > 0 && c->mask_ratio < 1, "option mask_ratio: %g, expected in (0, 1)", c->mask_ratio);
     CHECK(c->decoder_dim >= 1 && c->decoder_depth >= 0 && c->decoder_heads >= 1 &&
               c->decoder_dim % c->decoder_heads == 0,

@@ -95,17 +95,22 @@ set +e
 set -e
 [ $rc = 64 ] || fail "--local-crop-size 8 on ResNet9: exit $rc, expected 64"
 grep -q "16x16" "$TMP/err" || fail "--local-crop-size 8 message: $(cat "$TMP/err")"
-# DINO on a ViT: local crops must have the global size (no position-embedding
-# interpolation), refused before anything is written; at the global size it trains
+# DINO on a ViT: local crops of another size read the global crops' position
+# embeddings interpolated to their grid (DINO's interpolate_pos_encoding), so
+# pos_embed keeps the global grid (4x4 patches of 8 + CLS = 17 rows); a local
+# size that is not a multiple of the patch is refused before anything is written
 set +e
 "$BIN" train --data synthetic:32:32x32x3:4 --method dino --arch vit_tiny --patch-size 8 --local-crops 1 \
-  --out "$TMP/vd" 2> "$TMP/err"; rc=$?
+  --local-crop-size 12 --out "$TMP/vd" 2> "$TMP/err"; rc=$?
 set -e
-[ $rc = 78 ] || fail "DINO ViT with 16x16 local crops: exit $rc, expected 78"
-grep -q "local_crop_size: 16 on a ViT, expected 32" "$TMP/err" || fail "DINO ViT local crop message: $(cat "$TMP/err")"
+[ $rc = 78 ] || fail "DINO ViT with 12x12 local crops and patch 8: exit $rc, expected 78"
+grep -q "local_crop_size: 12 on a ViT, expected a multiple of patch_size (8)" "$TMP/err" ||
+  fail "DINO ViT local crop message: $(cat "$TMP/err")"
 [ ! -e "$TMP/vd" ] || fail "a refused DINO ViT run left $TMP/vd"
-"$BIN" train --data synthetic:32:32x32x3:4 --method dino --arch vit_tiny --patch-size 8 --local-crops 1 \
-  --local-crop-size 32 --batch-size 16 --epochs 1 --threads 2 --quiet --out "$TMP/vd"
+"$BIN" train --data synthetic:32:32x32x3:4 --method dino --arch vit_tiny --patch-size 8 --local-crops 2 \
+  --local-crop-size 16 --batch-size 16 --epochs 1 --threads 2 --quiet --out "$TMP/vd"
+head -c 100000 "$TMP/vd/model.safetensors" | grep -aq '"pos_embed":{"dtype":"F32","shape":\[1,17,192\]' ||
+  fail "DINO ViT with 16x16 local crops: pos_embed is not [1, 17, 192]"
 grep -aq '"blocks.11.mlp.fc1.weight"' "$TMP/vd/model.safetensors" || fail "DINO ViT weights lack the encoder"
 set +e
 "$BIN" train --data synthetic:64 --method byol --out "$TMP/z" 2> "$TMP/err"; rc=$?

@@ -6,6 +6,9 @@
  *               blocks.i, cls), the logits, the cross-entropy loss and every
  *               parameter gradient, after loading the fixture's tensors by
  *               their timm names;
+ *   interpolated  the same on 12x12 images with the 16x16 model's position
+ *               embeddings interpolated as DINO's interpolate_pos_encoding
+ *               (cfg.pos_image_h/w; DINO's local crops on a ViT);
  *   MAE         the per-patch predictions, the normalised-pixel loss
  *               (mloc_mae_loss) and every gradient of the encoder and the
  *               decoder, through mloc_mae_step_orders with the fixture's
@@ -75,11 +78,19 @@ static int check_grads(mloc_ctx *ctx, const mloc_model *m, const mloc_st_file *f
     return count;
 }
 
-static void supervised(mloc_backend backend) {
+/* prefix "sup": the fixture's images; "interp": its smaller images with the
+ * position embeddings of the fixture's size interpolated (DINO's local crops) */
+static void supervised(mloc_backend backend, const char *prefix) {
     mloc_ctx *ctx = test_ctx(2);
     mloc_st_file *f;
     assert_int_equal(mloc_st_open(ctx, &f, test_fixture(FIXTURE)), MLOC_OK);
     mloc_model_config cfg = fixture_config(f, MLOC_HEAD_CLASSIFIER);
+    const int interp = strcmp(prefix, "interp") == 0;
+    if (interp) {
+        cfg.pos_image_h = cfg.pos_image_w = cfg.image_h;
+        cfg.image_h = cfg.image_w = atoi(mloc_st_metadata(f, "interp_image"));
+    }
+    char name[160];
     mloc_model *m;
     assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_OK);
     assert_int_equal(mloc_model_set_backend(ctx, m, backend), MLOC_OK);
@@ -89,11 +100,12 @@ static void supervised(mloc_backend backend) {
     int32_t labels[16];
     int64_t labels64[16], xs[4] = {N, 3, S, S}, ls[1] = {N}, one[1] = {1};
     assert_true(N <= 16);
-    assert_int_equal(mloc_st_read_f32(ctx, x, f, "x", 4, xs), MLOC_OK);
+    assert_int_equal(mloc_st_read_f32(ctx, x, f, interp ? "interp.x" : "x", 4, xs), MLOC_OK);
     assert_int_equal(mloc_st_read_i64(ctx, labels64, f, "labels", 1, ls), MLOC_OK);
     for (int n = 0; n < N; n++) labels[n] = (int32_t)labels64[n];
     double want_loss;
-    assert_int_equal(mloc_st_read_f64(ctx, &want_loss, f, "sup.loss", 1, one), MLOC_OK);
+    snprintf(name, sizeof name, "%s.loss", prefix);
+    assert_int_equal(mloc_st_read_f64(ctx, &want_loss, f, name, 1, one), MLOC_OK);
 
     mloc_model_zero_grad(m);
     mloc_status st = mloc_model_forward(ctx, m, x, N, MLOC_MODE_TRAIN, -1);
@@ -101,8 +113,7 @@ static void supervised(mloc_backend backend) {
     int ok = 1, taps = 0;
     float *buf = malloc((size_t)N * 17 * 4 * 24 * sizeof(float) * 4);
     for (int t = 0; t < m->n_taps; t++) {
-        char name[96];
-        snprintf(name, sizeof name, "sup.tap.%s", m->taps[t].name);
+        snprintf(name, sizeof name, "%s.tap.%s", prefix, m->taps[t].name);
         assert_int_equal(mloc_model_read(ctx, m, m->taps[t].value, buf), MLOC_OK);
         ok &= check(ctx, f, name, buf, N * mloc_model_value_numel(m, m->taps[t].value), 1e-5);
         taps++;
@@ -110,13 +121,15 @@ static void supervised(mloc_backend backend) {
     assert_int_equal(taps, 3 * cfg.depth + 1);
     float logits[160], dlogits[160];
     assert_int_equal(mloc_model_read(ctx, m, m->output, logits), MLOC_OK);
-    ok &= check(ctx, f, "sup.logits", logits, N * K, 1e-5);
+    snprintf(name, sizeof name, "%s.logits", prefix);
+    ok &= check(ctx, f, name, logits, N * K, 1e-5);
     double loss = mloc_cross_entropy(dlogits, logits, labels, N, K);
-    printf("supervised loss %.9f torch %.9f\n", loss, want_loss);
+    printf("%s: %dx%d images, loss %.9f torch %.9f\n", prefix, S, S, loss, want_loss);
     ok &= fabs(loss - want_loss) <= 1e-5 * fabs(want_loss);
     st = mloc_model_backward(ctx, m, m->output, dlogits);
     if (st) fail_msg("backward: %s", mloc_ctx_error(ctx));
-    int grads = check_grads(ctx, m, f, "sup.grad.", 1e-4, &ok);
+    snprintf(name, sizeof name, "%s.grad.", prefix);
+    int grads = check_grads(ctx, m, f, name, 1e-4, &ok);
     printf("%d taps, %d gradients\n", taps, grads);
     assert_int_equal(grads, 4 + 12 * cfg.depth + 2 + 2);
     assert_true(ok);
@@ -181,12 +194,22 @@ static void mae(mloc_backend backend) {
 
 static void test_supervised_ref(void **state) {
     (void)state;
-    supervised(MLOC_BACKEND_REF);
+    supervised(MLOC_BACKEND_REF, "sup");
 }
 
 static void test_supervised_dnnl(void **state) {
     (void)state;
-    supervised(MLOC_BACKEND_DNNL);
+    supervised(MLOC_BACKEND_DNNL, "sup");
+}
+
+static void test_interpolated_pos_ref(void **state) {
+    (void)state;
+    supervised(MLOC_BACKEND_REF, "interp");
+}
+
+static void test_interpolated_pos_dnnl(void **state) {
+    (void)state;
+    supervised(MLOC_BACKEND_DNNL, "interp");
 }
 
 static void test_mae_ref(void **state) {
@@ -203,6 +226,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_supervised_ref),
         cmocka_unit_test(test_supervised_dnnl),
+        cmocka_unit_test(test_interpolated_pos_ref),
+        cmocka_unit_test(test_interpolated_pos_dnnl),
         cmocka_unit_test(test_mae_ref),
         cmocka_unit_test(test_mae_dnnl),
     };

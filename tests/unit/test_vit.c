@@ -13,6 +13,7 @@
 #include "memloc/io.h"
 #include "memloc/model.h"
 #include "memloc/nn.h"
+#include "memloc/rng.h"
 #include "memloc/ssl.h"
 #include "metrics/internal.h"
 #include "test_util.h"
@@ -148,6 +149,97 @@ static void test_config_errors(void **state) {
     mc.mask_ratio = 0.99; /* int(16 * 0.01) = 0 visible */
     assert_int_equal(mloc_mae_create(ctx, &a, m, &mc, 2), MLOC_ERR_USAGE);
     mloc_model_free(m);
+    /* position embeddings for another size: sides divisible by the patch, no MAE masking */
+    cfg = tiny_cfg(MLOC_HEAD_NONE);
+    cfg.pos_image_h = cfg.pos_image_w = 18;
+    assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_ERR_USAGE);
+    assert_non_null(strstr(mloc_ctx_error(ctx), "position embeddings for 18x18 images"));
+    cfg = tiny_cfg(MLOC_HEAD_MAE);
+    cfg.pos_image_h = cfg.pos_image_w = 32;
+    cfg.mask_keep = 4;
+    assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_ERR_USAGE);
+    assert_non_null(strstr(mloc_ctx_error(ctx), "MAE masking"));
+    mloc_ctx_destroy(ctx);
+}
+
+/* DINO's local crops on a ViT: a model over another model's store on 8x8
+ * images, its position embeddings (learned for 16x16) interpolated.
+ *   - the tables match (pos_embed stays [1, 17, D]); pos_image = image is the
+ *     plain model (no interpolation, same outputs);
+ *   - the gradient of L = sum(g . cls) w.r.t. pos_embed, through the
+ *     interpolation, against central differences on the float model. */
+static void test_pos_interpolation(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(2);
+    mloc_model_config cfg = tiny_cfg(MLOC_HEAD_NONE);
+    cfg.embed_dim = 8;
+    cfg.depth = 1;
+    mloc_model *big, *same, *small;
+    assert_int_equal(mloc_model_create(ctx, &big, &cfg), MLOC_OK);
+    mloc_model_init_params(big, 5);
+    mloc_model_config sc = cfg;
+    sc.pos_image_h = sc.pos_image_w = 16;
+    assert_int_equal(mloc_model_create_shared(ctx, &same, &sc, big), MLOC_OK);
+    assert_null(same->pos_interp_w);
+    sc.image_h = sc.image_w = 8;
+    assert_int_equal(mloc_model_create_shared(ctx, &small, &sc, big), MLOC_OK);
+    assert_non_null(small->pos_interp_w);
+    assert_int_equal(small->pos_interp_rows, 4);
+    assert_int_equal(small->pos_interp_cols, 16);
+    /* every interpolated row is a weighted sum of grid rows with weights summing to 1 */
+    for (int t = 0; t < 4; t++) {
+        double sum = 0;
+        for (int k = 0; k < 16; k++) sum += small->pos_interp_w[t * 16 + k];
+        assert_true(fabs(sum - 1) < 1e-6);
+    }
+    assert_int_equal(mloc_model_set_backend(ctx, small, MLOC_BACKEND_REF), MLOC_OK);
+    const int N = 3, D = cfg.embed_dim;
+    float *x = malloc(N * 3 * 8 * 8 * sizeof(float)), g[3 * 8], y[3 * 8], dy[3 * 8];
+    mloc_rng r;
+    mloc_rng_init_tag(&r, 9, "test", 0, 0, 0);
+    for (int k = 0; k < N * 3 * 64; k++) x[k] = (float)(2 * mloc_rng_uniform(&r) - 1);
+    for (int k = 0; k < N * D; k++) g[k] = (float)(2 * mloc_rng_uniform(&r) - 1);
+    /* the positions matter: random pos_embed at a scale where they do */
+    int pe = -1;
+    for (int i = 0; i < big->table.n; i++)
+        if (strcmp(big->table.t[i].name, "pos_embed") == 0) pe = i;
+    assert_true(pe >= 0);
+    float *pos = mloc_store_ptr(&big->store, &big->table, pe);
+    const int64_t np = big->table.t[pe].numel;
+    assert_int_equal(np, 17 * D);
+    for (int64_t k = 0; k < np; k++) pos[k] = (float)(mloc_rng_uniform(&r) - 0.5);
+    mloc_model_params_changed(small);
+    mloc_model_zero_grad(big);
+    assert_int_equal(mloc_model_forward(ctx, small, x, N, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, small, small->output, y), MLOC_OK);
+    memcpy(dy, g, sizeof g);
+    assert_int_equal(mloc_model_backward(ctx, small, small->output, dy), MLOC_OK);
+    const float *grad = big->store.grad + big->table.t[pe].offset;
+    double worst = 0, scale = 0;
+    for (int64_t k = 0; k < np; k++) scale = fmax(scale, fabs(grad[k]));
+    for (int64_t k = 0; k < np; k++) {
+        const float keep = pos[k], h = 1e-2f;
+        double l[2];
+        for (int s = 0; s < 2; s++) {
+            pos[k] = keep + (s ? -h : h);
+            mloc_model_params_changed(small);
+            assert_int_equal(mloc_model_forward(ctx, small, x, N, MLOC_MODE_EVAL, -1), MLOC_OK);
+            assert_int_equal(mloc_model_read(ctx, small, small->output, y), MLOC_OK);
+            l[s] = 0;
+            for (int j = 0; j < N * D; j++) l[s] += (double)g[j] * y[j];
+        }
+        pos[k] = keep;
+        const double fd = (l[0] - l[1]) / (2 * h);
+        worst = fmax(worst, fabs(fd - grad[k]));
+    }
+    printf("pos_embed through the interpolation: %lld entries, max |fd - grad| %.3g (largest grad %.3g)\n",
+           (long long)np, worst, scale);
+    assert_true(scale > 1e-2);
+    assert_true(worst < 1e-2 * scale);
+    free(x);
+    mloc_model_free(small);
+    mloc_model_free(same);
+    mloc_model_free(big);
     mloc_ctx_destroy(ctx);
 }
 
@@ -526,6 +618,7 @@ int main(void) {
         cmocka_unit_test(test_mae_orders),
         cmocka_unit_test(test_mae_loss),
         cmocka_unit_test(test_token_mean),
+        cmocka_unit_test(test_pos_interpolation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1310,7 +1310,8 @@ static void fn_patch_bwd(dexec *e, const mloc_model *m, const step *s) {
 static void fn_cls_pos_fwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
     const int L = m->values[nd->in[0]].c, D = m->values[nd->in[0]].w, keep = nd->u.tok.keep;
-    const float *cls = param(m, nd->u.tok.cls), *pos = param(m, nd->u.tok.pos), *x = s->p[1];
+    const float *cls = param(m, nd->u.tok.cls), *x = s->p[1];
+    const float *pos = nd->u.tok.interp ? m->pos_interp : param(m, nd->u.tok.pos);
     float *out = s->p[0];
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < s->batch; n++) {
@@ -1346,7 +1347,7 @@ static void fn_cls_pos_bwd(dexec *e, const mloc_model *m, const step *s) {
             else memset(dr, 0, (size_t)D * sizeof(float));
         }
     }
-    float *dcls = grad(m, nd->u.tok.cls), *dpos = grad(m, nd->u.tok.pos);
+    float *dcls = grad(m, nd->u.tok.cls), *dpos = nd->u.tok.interp ? m->pos_interp_grad : grad(m, nd->u.tok.pos);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t <= L; t++)
         for (int d0 = 0; d0 < D; d0 += 32) {
