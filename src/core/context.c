@@ -1,6 +1,7 @@
 #include "memloc/context.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,11 +135,62 @@ static long alloc_budget(void) {
 }
 static long alloc_count;
 
+/* A number from the first line of `path` starting with `key` (key NULL: the
+ * file's first number), times `unit`; -1 when absent. */
+static int64_t read_number(const char *path, const char *key, int64_t unit) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[256];
+    int64_t v = -1;
+    const size_t kn = key ? strlen(key) : 0;
+    while (fgets(line, sizeof line, f)) {
+        if (key && strncmp(line, key, kn) != 0) continue;
+        long long x;
+        if (sscanf(line + kn, "%lld", &x) == 1) v = (int64_t)x * unit;
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+/* Bytes this process can still take before the kernel's OOM killer would
+ * end it: MemAvailable, or less under a cgroup memory limit (v2, then v1);
+ * -1 when unknown (not Linux). */
+static int64_t memory_available(void) {
+    int64_t avail = read_number("/proc/meminfo", "MemAvailable:", 1024);
+    const char *lim[2][2] = {{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+                             {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                              "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+    for (int i = 0; i < 2; i++) {
+        int64_t max = read_number(lim[i][0], NULL, 1), cur = read_number(lim[i][1], NULL, 1);
+        if (max > 0 && max < ((int64_t)1 << 50) && cur >= 0) {
+            int64_t left = max > cur ? max - cur : 0;
+            if (avail < 0 || left < avail) avail = left;
+            break;
+        }
+    }
+    return avail;
+}
+
+/* Allocations this large are checked against the memory left: mloc_alloc
+ * zeroes what it returns, so an allocation larger than that would not fail
+ * but bring the OOM killer (no message, nothing saved). */
+#define MLOC_CHECKED_ALLOC ((size_t)32 << 20)
+#define MLOC_MEMORY_RESERVE ((int64_t)256 << 20)
+
 void *mloc_alloc(mloc_ctx *ctx, size_t bytes) {
     long budget = alloc_budget();
     if (budget >= 0 && __atomic_fetch_add(&alloc_count, 1, __ATOMIC_RELAXED) >= budget) {
         mloc_error(ctx, MLOC_ERR_NOMEM, "allocation of %zu bytes failed (injected)", bytes);
         return NULL;
+    }
+    if (bytes >= MLOC_CHECKED_ALLOC) {
+        const int64_t avail = memory_available();
+        if (avail >= 0 && (int64_t)bytes + MLOC_MEMORY_RESERVE > avail) {
+            mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory: %.2f GiB more needed, %.2f GiB available",
+                       bytes / 1073741824.0, avail / 1073741824.0);
+            return NULL;
+        }
     }
     size_t size = (bytes + 63) & ~(size_t)63;
     if (size == 0) size = 64;

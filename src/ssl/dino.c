@@ -364,8 +364,12 @@ mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, con
     const int G = 2 * B, R = d->V * B;
     const int64_t C = d->C;
     mloc_model *s = d->student;
-    /* teacher on the global crops (batch statistics, no gradient) */
-    MLOC_TRY(mloc_model_forward(ctx, d->teacher, global, G, MLOC_MODE_TRAIN, -1));
+    /* teacher on the global crops (batch statistics, no gradient); an encoder
+     * without BatchNorm (a ViT) computes the same in eval mode, which needs
+     * no training program (activations kept for a backward) */
+    int batch_stats = 0;
+    for (int i = 0; i < d->teacher->n_nodes; i++) batch_stats |= d->teacher->nodes[i].op == MLOC_OP_BATCHNORM2D;
+    MLOC_TRY(mloc_model_forward(ctx, d->teacher, global, G, batch_stats ? MLOC_MODE_TRAIN : MLOC_MODE_EVAL, -1));
     MLOC_TRY(mloc_model_read(ctx, d->teacher, d->teacher->output, d->feat));
     head_forward(d, d->teacher, G, d->tout);
     /* student on all crops, one pass per crop size */

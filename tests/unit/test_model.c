@@ -182,9 +182,27 @@ static void test_mixed_batches(void **state) {
     mloc_ctx_destroy(ctx);
 }
 
+/* An allocation larger than the memory left fails with a message that says
+ * how much was needed and how much is available (mloc_alloc zeroes what it
+ * returns: without the check the kernel's OOM killer, not an error, ends it). */
+static void test_alloc_beyond_memory(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(1);
+    void *p = mloc_alloc(ctx, (size_t)1 << 50);
+    assert_null(p);
+    printf("%s\n", mloc_ctx_error(ctx));
+    assert_non_null(strstr(mloc_ctx_error(ctx), "1048576.00 GiB more needed"));
+    assert_non_null(strstr(mloc_ctx_error(ctx), "GiB available"));
+    p = mloc_alloc(ctx, (size_t)40 << 20); /* checked, and there is room for it */
+    assert_non_null(p);
+    mloc_free(p);
+    mloc_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_batches),
+        cmocka_unit_test(test_alloc_beyond_memory),
         cmocka_unit_test(test_resnet9_structure),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_dnnl_matches_ref),

@@ -117,6 +117,9 @@ struct dexec {
     int n[2];                     /* batch of the TRAIN and EVAL programs (0: not planned) */
     int train_planned;            /* the training programs are built on the first training forward,
                                      for its batch, which may differ from the eval batch */
+    int bwd_planned;              /* the backward (and its gradient buffers) on the first backward:
+                                     a model only run forward in training mode (DINO's
+                                     teacher) never allocates them */
     dval *v[2];                   /* per program (TRAIN, EVAL), per value */
     int n_values;
     dnode *nd;
@@ -129,6 +132,7 @@ struct dexec {
     int n_chunks;
     char *cur;
     size_t cur_left;
+    size_t arena_bytes;           /* the chunks' total */
     void *scratchpad;
     size_t scratchpad_size, scratchpad_cap;
     double *prof[3];              /* seconds per node: train fwd, eval fwd, backward */
@@ -183,10 +187,14 @@ static void *take(dexec *e, size_t bytes) {
         char *c = mloc_alloc(e->ctx, size);
         char **list = c ? realloc(e->chunks, (size_t)(e->n_chunks + 1) * sizeof *list) : NULL;
         if (!list) {
+            if (c) mloc_error(e->ctx, MLOC_ERR_NOMEM, "out of memory");
             mloc_free(c);
-            mloc_error(e->ctx, MLOC_ERR_NOMEM, "oneDNN backend: out of memory (batch %d)", e->n[EVAL]);
+            mloc_error_prefix(e->ctx, MLOC_ERR_NOMEM, "oneDNN backend, batch %d: %.2f GiB of activations "
+                              "planned so far", e->n[TRAIN] > e->n[EVAL] ? e->n[TRAIN] : e->n[EVAL],
+                              e->arena_bytes / 1073741824.0);
             return NULL;
         }
+        e->arena_bytes += size;
         e->chunks = list;
         e->chunks[e->n_chunks++] = c;
         e->cur = c;
@@ -1938,7 +1946,6 @@ static mloc_status plan_training(dexec *e, const mloc_model *m, int N) {
     if (e->train_planned) return MLOC_OK;
     e->n[TRAIN] = N;
     MLOC_TRY(plan_program(e, m, TRAIN));
-    MLOC_TRY(plan_backward(e, m));
     MLOC_TRY(bind_all_scratchpads(e, m));
     e->train_planned = 1;
     return MLOC_OK;
@@ -2054,6 +2061,11 @@ static mloc_status exec_backward(mloc_ctx *ctx, mloc_model *m, int from, const f
     e->ctx = ctx;
     if (from != m->output)
         return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "oneDNN backend: backward starts at the model output");
+    if (!e->bwd_planned) {
+        MLOC_TRY(plan_backward(e, m));
+        MLOC_TRY(bind_all_scratchpads(e, m));
+        e->bwd_planned = 1;
+    }
     dval *y = &e->v[TRAIN][from];
     memcpy(y->grad, dy, dnnl_memory_desc_get_size(&y->md));
     return run(e, &e->bwd, 0, e->bwd.n, m, e->prof[2]);
