@@ -29,6 +29,9 @@ the modules below follow timm's forward line by line):
                patches), with the 4x4 grid's position embeddings interpolated
                by DINO's interpolate_pos_encoding (bicubic, scale factor
                (3 + 0.1) / 4): taps, logits, loss, every gradient
+        drop.*  the supervised step on x with drop_path_rate 0.4 (block 1's
+               attention and MLP branches at rate 0.4) and given per-sample
+               masks (drop.scale, (2, 3): 0 or 1 / 0.6, attention then MLP)
       Everything is computed in float64 from the float32 parameters; the loss
       is stored as F64.
 
@@ -95,14 +98,19 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
+    drop_scale = None  # (attn, mlp) per-sample scales: timm's DropPath with given masks
+
     def forward(self, x, taps=None, prefix=""):
-        x = x + self.attn(self.norm1(x))
+        ds = self.drop_scale
+        a = self.attn(self.norm1(x))
+        x = x + (a if ds is None else a * ds[0].view(-1, 1, 1))
         if taps is not None:
             taps[prefix + ".attn"] = x
         h = self.mlp.act(self.mlp.fc1(self.norm2(x)))
         if taps is not None:
             taps[prefix + ".mlp.act"] = h
-        x = x + self.mlp.fc2(h)
+        f = self.mlp.fc2(h)
+        x = x + (f if ds is None else f * ds[1].view(-1, 1, 1))
         if taps is not None:
             taps[prefix] = x
         return x
@@ -338,6 +346,29 @@ def steps(outdir):
     for k, p in vit.named_parameters():
         out["interp.grad." + k] = p.grad.numpy().astype(np.float32)
     print("interpolated supervised loss %.9f" % loss.item())
+
+    # drop-path: drop_path_rate 0.4 over depth 2 gives block 1 rate 0.4 on its
+    # attention and MLP branches (block 0: 0); timm's drop_path(x) =
+    # x / keep_prob * mask with these masks per sample
+    rate, keep_prob = 0.4, 0.6
+    masks = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    scales = masks / keep_prob
+    out["drop.scale"] = scales.numpy().astype(np.float32)
+    meta["drop_path"] = str(rate)
+    vit.blocks[1].drop_scale = (scales[0], scales[1])
+    vit.zero_grad()
+    taps = {}
+    logits = vit(x.double(), taps)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    vit.blocks[1].drop_scale = None
+    for k, v in taps.items():
+        out["drop.tap." + k] = v.detach().numpy().astype(np.float32)
+    out["drop.logits"] = logits.detach().numpy().astype(np.float32)
+    out["drop.loss"] = np.array([loss.item()], dtype=np.float64)
+    for k, p in vit.named_parameters():
+        out["drop.grad." + k] = p.grad.numpy().astype(np.float32)
+    print("drop-path supervised loss %.9f" % loss.item())
     path = os.path.join(outdir, "vit", "vit_steps.safetensors")
     st.save(path, out, metadata=meta)
     print(path, os.path.getsize(path), "bytes")

@@ -62,7 +62,9 @@ typedef struct {
         struct { int k, r, s, stride, pad, weight, bias; } conv;        /* bias -1: none */
         struct { float eps, momentum; int weight, bias, mean, var, count; } bn;
         struct { int k, stride, pad; } pool;
-        struct { int out_features, weight, bias; } linear;   /* also LINEAR_TOKENS */
+        struct { int out_features, weight, bias, drop; } linear; /* also LINEAR_TOKENS; drop: the
+                                                              drop-path slot scaling its output in
+                                                              training (ViT attn.proj, mlp.fc2), -1 none */
         /* ViT ops (src/models/vit.c; shapes per sample, tokens (T, D)):
          *   PATCH_EMBED    (C, H, W) -> (L, D): Conv2d(C, D, P, stride P), flatten(2).transpose(1, 2)
          *   CLS_POS        (L, D) -> (1 + keep, D): [cls + pos[0]; x[o_j] + pos[1 + o_j]], j < keep,
@@ -165,6 +167,10 @@ typedef struct {
                               as DINO's interpolate_pos_encoding (bicubic, scale factor
                               (grid' + 0.1) / grid, src/models/vit.c); the forward and the
                               gradient go through the interpolation */
+    double drop_path;      /* ViT stochastic depth, timm's drop_path_rate: block i's attention and
+                              MLP branches are dropped per sample in training with probability
+                              drop_path * i / (depth - 1) (torch.linspace(0, rate, depth)) and
+                              scaled by 1 / (1 - p) when kept; default 0 */
 } mloc_model_config;
 
 mloc_model_config mloc_model_config_default(void);
@@ -207,10 +213,28 @@ typedef struct {
      * pos_interp_grad its gradient, mapped back onto pos_embed's after every backward.
      * NULL for every other model. */
     float *pos_interp_w, *pos_interp, *pos_interp_grad;
+    /* Drop-path (cfg.drop_path > 0): n_drop branches (slots) with rates drop_p; before each
+     * training forward, drop_scale[slot * drop_cap + n] gets 0 or 1 / (1 - p) per sample n,
+     * drawn from (drop->seed, "drop_path", drop->step, slot, drop_stream) or given
+     * (mloc_model_set_drop_scales). `drop` is shared with the models over this one's store
+     * (mloc_model_create_shared; their drop_stream differs). */
+    int n_drop, drop_cap;
+    float *drop_p, *drop_scale;
+    uint64_t drop_stream;
+    struct mloc_drop_state *drop;
     int pos_interp_rows, pos_interp_cols, pos_interp_entry; /* h w, Gh Gw, pos_embed's table index */
 } mloc_model;
 
 mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg);
+/* Drop-path randomness of the next training forwards of m and the models
+ * sharing its store: (seed, step) name the draw (the training step, so a
+ * resumed run draws the same). No-op for models without drop-path. */
+void mloc_model_set_drop_step(mloc_model *m, uint64_t seed, uint64_t step);
+/* Use these scales (n_drop x N, slot-major, each 0 or 1 / (1 - p)) for the
+ * next training forwards of N samples instead of drawing them (tests against
+ * fixed masks); mloc_model_set_drop_step draws again. ERR_USAGE when m has
+ * no drop-path or N < 1. */
+mloc_status mloc_model_set_drop_scales(mloc_ctx *ctx, mloc_model *m, const float *scales, int N);
 void mloc_model_free(mloc_model *m);
 /* A second model over `owner`'s parameters, gradients, buffers and counters:
  * the graph of cfg (e.g. the same architecture for a smaller input, DINO's

@@ -83,6 +83,8 @@
     X(clip_grad, REAL, clip_grad, "3", NULL, "DINO: clip each tensor's gradient norm to this (0: off)") \
     X(dino_export, CHOICE, dino_export, "teacher", "teacher|student",                                \
       "DINO network written to model.safetensors and read by the kNN monitor")                       \
+    X(drop_path, REAL, drop_path, "0", NULL,                                                         \
+      "ViT stochastic depth rate (timm's drop_path_rate; block i: rate i / (depth - 1))")             \
     X(mask_ratio, REAL, mask_ratio, "0.75", NULL, "MAE: share of the patches masked")                \
     X(norm_pix_loss, BOOL, norm_pix_loss, "1", NULL, "MAE: targets normalised per patch")            \
     X(decoder_dim, INT, decoder_dim, "128", NULL, "MAE decoder width")                               \

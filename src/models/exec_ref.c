@@ -29,7 +29,7 @@ typedef struct {
 
 static void vit_free(ref_exec *r);
 static mloc_status vit_plan(ref_exec *r, const mloc_model *m, int max_batch);
-static void vit_forward(ref_exec *r, const mloc_model *m, int i, int N);
+static void vit_forward(ref_exec *r, const mloc_model *m, int i, int N, mloc_mode mode);
 static void vit_backward(ref_exec *r, const mloc_model *m, int i, int N, float *dx);
 static int is_vit_op(mloc_op op);
 
@@ -160,7 +160,7 @@ static mloc_status ref_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int
             break;
         default:
             if (!is_vit_op(nd->op)) return mloc_error(ctx, MLOC_ERR_INTERNAL, "reference backend: op %d", nd->op);
-            vit_forward(r, m, i, N);
+            vit_forward(r, m, i, N, mode);
             break;
         }
     }
@@ -383,7 +383,15 @@ static void im2col_patches(float *cols, const float *x, int N, int C, int H, int
                             x[(((int64_t)n * C + c) * H + (l / Wp) * P + i) * W + (l % Wp) * P + j];
 }
 
-static void vit_forward(ref_exec *r, const mloc_model *m, int i, int N) {
+/* drop-path slot k of m: row n of the N samples' (T, O) outputs times its scale */
+static void drop_rows(const mloc_model *m, int k, float *y, int N, int64_t per) {
+    for (int n = 0; n < N; n++) {
+        const float sc = m->drop_scale[(int64_t)k * m->drop_cap + n];
+        for (int64_t j = 0; j < per; j++) y[(int64_t)n * per + j] *= sc;
+    }
+}
+
+static void vit_forward(ref_exec *r, const mloc_model *m, int i, int N, mloc_mode mode) {
     const mloc_node *nd = &m->nodes[i];
     const mloc_value *xi = &m->values[nd->in[0]], *yo = &m->values[nd->out];
     const float *in = r->act[nd->in[0]];
@@ -421,6 +429,8 @@ static void vit_forward(ref_exec *r, const mloc_model *m, int i, int N) {
     case MLOC_OP_LINEAR_TOKENS: {
         mloc_linear_shape s = {N * xi->c, xi->w, yo->w};
         mloc_linear_forward(out, in, VPARAM(nd->u.linear.weight), VPARAM(nd->u.linear.bias), &s);
+        if (mode == MLOC_MODE_TRAIN && nd->u.linear.drop >= 0)
+            drop_rows(m, nd->u.linear.drop, out, N, (int64_t)yo->c * yo->w); /* timm's DropPath */
         break;
     }
     case MLOC_OP_GELU: mloc_gelu_forward(out, in, (int64_t)N * xi->c * xi->w); break;
@@ -516,6 +526,9 @@ static void vit_backward(ref_exec *r, const mloc_model *m, int i, int N, float *
     }
     case MLOC_OP_LINEAR_TOKENS: {
         mloc_linear_shape s = {N * xi->c, xi->w, yo->w};
+        if (nd->u.linear.drop >= 0) /* the output was scaled per sample: so is its gradient (read
+                                       only here: the value's one reader is the residual add) */
+            drop_rows(m, nd->u.linear.drop, r->grad[nd->out], N, (int64_t)yo->c * yo->w);
         mloc_linear_backward(dx, VGRAD(nd->u.linear.weight), VGRAD(nd->u.linear.bias), g, x,
                              VPARAM(nd->u.linear.weight), &s);
         break;

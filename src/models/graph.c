@@ -177,6 +177,7 @@ int mloc_build_linear(mloc_builder *b, const char *path, int in, int out_feature
     n->u.linear.out_features = out_features;
     n->u.linear.weight = add_param(b, path, "weight", MLOC_ROLE_WEIGHT, 2, wshape);
     n->u.linear.bias = bias ? add_param(b, path, "bias", MLOC_ROLE_BIAS, 1, bshape) : -1;
+    n->u.linear.drop = -1;
     int node = b->m->n_nodes - 1;
     int v = new_value(b, path, out_features, 1, 1, node);
     if (v >= 0) b->m->nodes[node].out = v;

@@ -40,6 +40,14 @@ mloc_model_config mloc_model_config_default(void) {
     return c;
 }
 
+/* The drop-path draw shared by the models over one store. */
+struct mloc_drop_state {
+    uint64_t seed, step;
+    int given;       /* m->drop_scale holds scales set by mloc_model_set_drop_scales */
+    int given_n;     /* ... for this many samples */
+    uint64_t models; /* models sharing it: the next one's drop_stream */
+};
+
 mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_config *cfg) {
     *out = NULL;
     mloc_status st = MLOC_OK;
@@ -76,6 +84,11 @@ mloc_status mloc_model_create(mloc_ctx *ctx, mloc_model **out, const mloc_model_
                         "vit_base)", m->arch);
     }
     if (st != MLOC_OK) goto fail;
+    if (m->n_drop > 0 && !(m->drop = calloc(1, sizeof *m->drop))) {
+        st = mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory creating a model");
+        goto fail;
+    }
+    if (m->drop) m->drop->models = 1;
     m->input = 0;
     st = mloc_store_alloc(ctx, &m->store, &m->table);
     if (st != MLOC_OK) goto fail;
@@ -107,6 +120,9 @@ void mloc_model_free(mloc_model *m) {
     free(m->pos_interp_w);
     free(m->pos_interp);
     free(m->pos_interp_grad);
+    if (!m->store_shared) free(m->drop);
+    free(m->drop_p);
+    free(m->drop_scale);
     free(m);
 }
 
@@ -200,6 +216,9 @@ mloc_status mloc_model_create_shared(mloc_ctx *ctx, mloc_model **out, const mloc
     mloc_store_free(&m->store);
     m->store = owner->store;
     m->store_shared = 1;
+    free(m->drop);
+    m->drop = owner->drop; /* same draw, its own stream */
+    if (m->drop && m->n_drop > 0) m->drop_stream = m->drop->models++;
     m->backend = owner->backend;
     *out = m;
     return MLOC_OK;
@@ -236,6 +255,53 @@ mloc_status mloc_model_plan(mloc_ctx *ctx, mloc_model *m, int max_batch) {
     return st;
 }
 
+void mloc_model_set_drop_step(mloc_model *m, uint64_t seed, uint64_t step) {
+    if (!m->drop) return;
+    m->drop->seed = seed;
+    m->drop->step = step;
+    m->drop->given = 0;
+}
+
+static mloc_status drop_reserve(mloc_ctx *ctx, mloc_model *m, int N) {
+    if (N <= m->drop_cap) return MLOC_OK;
+    float *s = realloc(m->drop_scale, (size_t)m->n_drop * N * sizeof *s);
+    if (!s) return mloc_error(ctx, MLOC_ERR_NOMEM, "out of memory for the drop-path scales");
+    m->drop_scale = s;
+    m->drop_cap = N;
+    return MLOC_OK;
+}
+
+mloc_status mloc_model_set_drop_scales(mloc_ctx *ctx, mloc_model *m, const float *scales, int N) {
+    if (!m->drop || m->n_drop < 1 || N < 1)
+        return mloc_error(ctx, MLOC_ERR_USAGE, "drop-path scales for %d samples: the model has %d drop-path "
+                          "branches, expected > 0", N, m->n_drop);
+    MLOC_TRY(drop_reserve(ctx, m, N));
+    for (int k = 0; k < m->n_drop; k++)
+        memcpy(m->drop_scale + (int64_t)k * m->drop_cap, scales + (int64_t)k * N, (size_t)N * sizeof(float));
+    m->drop->given = 1;
+    m->drop->given_n = N;
+    return MLOC_OK;
+}
+
+/* timm's drop_path: keep with probability 1 - p (bernoulli), scale 1 / (1 - p) */
+static mloc_status drop_draw(mloc_ctx *ctx, mloc_model *m, int N) {
+    if (m->drop->given) {
+        if (N != m->drop->given_n)
+            return mloc_error(ctx, MLOC_ERR_USAGE, "forward of %d samples with drop-path scales given for %d", N,
+                              m->drop->given_n);
+        return MLOC_OK;
+    }
+    MLOC_TRY(drop_reserve(ctx, m, N));
+    for (int k = 0; k < m->n_drop; k++) {
+        mloc_rng r;
+        mloc_rng_init_tag(&r, m->drop->seed, "drop_path", m->drop->step, (uint64_t)k, m->drop_stream);
+        const double keep = 1.0 - m->drop_p[k];
+        for (int n = 0; n < N; n++)
+            m->drop_scale[(int64_t)k * m->drop_cap + n] = mloc_rng_uniform(&r) < keep ? (float)(1.0 / keep) : 0.0f;
+    }
+    return MLOC_OK;
+}
+
 mloc_status mloc_model_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int N,
                                mloc_mode mode, int upto) {
     if (N < 1) return mloc_error(ctx, MLOC_ERR_USAGE, "forward: batch of %d images", N);
@@ -250,6 +316,7 @@ mloc_status mloc_model_forward(mloc_ctx *ctx, mloc_model *m, const float *x, int
             return mloc_error(ctx, MLOC_ERR_USAGE, "forward: a partial forward must be in eval mode");
     }
     mloc_vit_pos_forward(m);
+    if (mode == MLOC_MODE_TRAIN && m->n_drop > 0) MLOC_TRY(drop_draw(ctx, m, N));
     mloc_status st = m->exec->ops->forward(ctx, m, x, N, mode, last);
     if (st == MLOC_OK) {
         m->exec->N = N;

@@ -13,7 +13,10 @@
  *   x = norm(x);  feature = x[0]                the CLS token, (D)             -> tap "cls"
  *
  * as timm's VisionTransformer(global_pool="token", class_token=True,
- * qkv_bias=True, mlp_ratio=4, no LayerScale, no dropout or drop-path) with
+ * qkv_bias=True, mlp_ratio=4, no LayerScale, no dropout; drop-path with
+ * cfg.drop_path, see model.h: the rate of block i is drop_path i / (depth - 1)
+ * as timm's torch.linspace, applied as a per-sample scale of the output of
+ * attn.proj and mlp.fc2 in training, the scales drawn in model.c) with
  * LayerNorm eps 1e-6; Attention as timm.layers.Attention (q k^T / sqrt(Dh),
  * softmax, heads concatenated; the qkv rows q | k | v, head h owning rows
  * h Dh .. (h+1) Dh - 1 of each). Tensor names are timm's state_dict keys.
@@ -112,7 +115,24 @@ static int linear_tokens(mloc_builder *b, const char *path, int in, int out_feat
     n->u.linear.out_features = out_features;
     n->u.linear.weight = w;
     n->u.linear.bias = bias;
+    n->u.linear.drop = -1;
     return v;
+}
+
+/* Drop-path on the output of Linear node `v`'s producer with rate p: a new
+ * slot of m->drop_p (timm's DropPath(p) around the branch; it follows the
+ * branch's last Linear, so the backends scale that Linear's output rows). */
+static void drop_path(mloc_builder *b, int v, double p) {
+    mloc_model *m = b->m;
+    if (v < 0 || b->failed || !(p > 0)) return;
+    float *r = realloc(m->drop_p, (size_t)(m->n_drop + 1) * sizeof *r);
+    if (!r) {
+        b->failed = 1;
+        return;
+    }
+    m->drop_p = r;
+    r[m->n_drop] = (float)p;
+    m->nodes[m->values[v].producer].u.linear.drop = m->n_drop++;
 }
 
 /* A residual sum inside the current block (the block owns its taps). */
@@ -124,7 +144,7 @@ static int residual(mloc_builder *b, const char *name, int x, int branch) {
 
 /* One pre-norm transformer block `path` (timm's Block) on x (T, D) with H
  * heads; taps its outputs when `taps` (the encoder's blocks). */
-static int block(mloc_builder *b, const char *path, int x, int H, int taps) {
+static int block(mloc_builder *b, const char *path, int x, int H, int taps, double dpr) {
     char name[64], tap[64];
     const mloc_value xv = b->m->values[x >= 0 ? x : 0];
     const int D = xv.w, T = xv.c;
@@ -140,6 +160,7 @@ static int block(mloc_builder *b, const char *path, int x, int H, int taps) {
     if (h >= 0) b->m->nodes[node].u.attn.heads = H;
     snprintf(name, sizeof name, "%s.attn.proj", path);
     h = linear_tokens(b, name, h, D);
+    drop_path(b, h, dpr);
     snprintf(name, sizeof name, "%s.add_attn", path);
     x = residual(b, name, x, h);
     snprintf(tap, sizeof tap, "%s.attn", path);
@@ -153,6 +174,7 @@ static int block(mloc_builder *b, const char *path, int x, int H, int taps) {
     if (taps) mloc_build_tap(b, name, h, MLOC_UNIT_TOKEN_MEAN, 0);
     snprintf(name, sizeof name, "%s.mlp.fc2", path);
     h = linear_tokens(b, name, h, D);
+    drop_path(b, h, dpr);
     snprintf(name, sizeof name, "%s.add_mlp", path);
     x = residual(b, name, x, h);
     if (taps) mloc_build_tap(b, path, x, MLOC_UNIT_TOKEN_MEAN, 0);
@@ -180,7 +202,7 @@ static int mae_decoder(mloc_builder *b, int enc, int L, int keep) {
     for (int j = 0; j < cfg->decoder_depth; j++) {
         char path[64];
         snprintf(path, sizeof path, "decoder_blocks.%d", j);
-        d = block(b, path, d, cfg->decoder_heads, 0);
+        d = block(b, path, d, cfg->decoder_heads, 0, 0.0);
     }
     mloc_build_module(b, "decoder_head");
     d = layernorm(b, "decoder_norm", d);
@@ -311,6 +333,8 @@ mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {
     if (cfg->mask_keep < 0 || keep > L || (keep < L && cfg->head != MLOC_HEAD_MAE))
         return mloc_error(ctx, MLOC_ERR_USAGE, "%s: %d visible patches of %d: expected 1..%d, and fewer than all "
                           "only for the MAE head", m->arch, cfg->mask_keep, L, L);
+    if (!(cfg->drop_path >= 0 && cfg->drop_path < 1))
+        return mloc_error(ctx, MLOC_ERR_USAGE, "%s: drop-path rate %g: expected [0, 1)", m->arch, cfg->drop_path);
     if (cfg->head == MLOC_HEAD_MAE &&
         (cfg->decoder_dim < 1 || cfg->decoder_depth < 0 || cfg->decoder_heads < 1 ||
          cfg->decoder_dim % cfg->decoder_heads))
@@ -349,7 +373,7 @@ mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {
     for (int i = 0; i < depth; i++) {
         char path[64];
         snprintf(path, sizeof path, "blocks.%d", i);
-        x = block(b, path, x, H, 1);
+        x = block(b, path, x, H, 1, depth > 1 ? cfg->drop_path * i / (depth - 1) : 0.0);
     }
     mloc_build_module(b, "norm");
     int enc = layernorm(b, "norm", x);

@@ -111,6 +111,9 @@ mloc_status mloc_train_config_check(mloc_ctx *ctx, const mloc_train_config *c) {
     CHECK(c->method != MLOC_METHOD_DINO || !vit || c->local_crops == 0 || c->local_crop_size % c->patch_size == 0,
           "option local_crop_size: %d on a ViT, expected a multiple of patch_size (%d)", c->local_crop_size,
           c->patch_size);
+    CHECK(c->drop_path >= 0 && c->drop_path < 1, "option drop_path: %g, expected [0, 1)", c->drop_path);
+    CHECK(c->drop_path == 0 || vit, "option drop_path: %g, expected a ViT (--arch vit_tiny|vit_small|vit_base)",
+          c->drop_path);
     CHECK(c->mask_ratio > 0 && c->mask_ratio < 1, "option mask_ratio: %g, expected in (0, 1)", c->mask_ratio);
     CHECK(c->decoder_dim >= 1 && c->decoder_depth >= 0 && c->decoder_heads >= 1 &&
               c->decoder_dim % c->decoder_heads == 0,

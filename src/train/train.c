@@ -385,6 +385,7 @@ static mloc_status setup(trainer *t, int resume) {
                                         "vit_tiny", "vit_small", "vit_base"};
     mc.arch = archs[c->arch];
     mc.patch_size = c->patch_size;
+    mc.drop_path = c->drop_path;
     mc.stem = c->stem == 1 ? MLOC_STEM_IMAGENET : MLOC_STEM_CIFAR;
     mc.in_channels = t->data.c;
     mc.image_h = t->data.h;
@@ -622,6 +623,7 @@ mloc_status mloc_train_run(mloc_ctx *ctx, const mloc_train_config *cfg, const ch
             double lr = mloc_schedule_lr(&t.sched, t.step), loss = 0;
             int correct = 0;
             mloc_optim_zero_grad(t.opt, &t.model->store);
+            mloc_model_set_drop_step(t.model, cfg->seed, (uint64_t)t.step); /* and the models over its store */
             if (cfg->method == MLOC_METHOD_SIMCLR)
                 st = mloc_simclr_step(ctx, t.model, &t.scratch, b->x, b->n, (float)cfg->temperature, &loss);
             else if (cfg->method == MLOC_METHOD_SIMSIAM)

@@ -112,6 +112,21 @@ grep -q "local_crop_size: 12 on a ViT, expected a multiple of patch_size (8)" "$
 grep -aq '"pos_embed":{"dtype":"F32","shape":\[1,17,192\]' "$TMP/vd/model.safetensors" ||
   fail "DINO ViT with 16x16 local crops: pos_embed is not [1, 17, 192]"
 grep -aq '"blocks.11.mlp.fc1.weight"' "$TMP/vd/model.safetensors" || fail "DINO ViT weights lack the encoder"
+# drop-path (stochastic depth) on a ViT: the same seed draws the same masks
+# (bitwise the same weights), another seed others; ResNet9 refuses the option
+vdp=(--data synthetic:32:32x32x3:4 --arch vit_tiny --patch-size 8 --drop-path 0.3 --proj-hidden 32 --proj-dim 16
+     --batch-size 16 --epochs 2 --threads 2 --quiet)
+"$BIN" train "${vdp[@]}" --seed 5 --out "$TMP/dp1"
+"$BIN" train "${vdp[@]}" --seed 5 --out "$TMP/dp2"
+"$BIN" train "${vdp[@]}" --seed 5 --drop-path 0 --out "$TMP/dp0"
+cmp "$TMP/dp1/model.safetensors" "$TMP/dp2/model.safetensors" || fail "drop-path: the same seed gives other weights"
+! cmp -s "$TMP/dp1/model.safetensors" "$TMP/dp0/model.safetensors" || fail "drop-path 0.3 trains the same as 0"
+grep -q '"drop_path": 0.29999' "$TMP/dp1/config.json" || fail "config.json does not record drop_path"
+set +e
+"$BIN" train --data synthetic:64 --drop-path 0.1 --out "$TMP/dpr" 2> "$TMP/err"; rc=$?
+set -e
+[ $rc = 78 ] || fail "--drop-path on ResNet9: exit $rc, expected 78"
+grep -q "option drop_path: 0.1, expected a ViT" "$TMP/err" || fail "--drop-path on ResNet9 message: $(cat "$TMP/err")"
 set +e
 "$BIN" train --data synthetic:64 --method byol --out "$TMP/z" 2> "$TMP/err"; rc=$?
 set -e

@@ -9,6 +9,8 @@
  *   interpolated  the same on 12x12 images with the 16x16 model's position
  *               embeddings interpolated as DINO's interpolate_pos_encoding
  *               (cfg.pos_image_h/w; DINO's local crops on a ViT);
+ *   drop-path   the same with drop_path_rate 0.4 and the fixture's per-sample
+ *               masks (mloc_model_set_drop_scales);
  *   MAE         the per-patch predictions, the normalised-pixel loss
  *               (mloc_mae_loss) and every gradient of the encoder and the
  *               decoder, through mloc_mae_step_orders with the fixture's
@@ -85,7 +87,8 @@ static void supervised(mloc_backend backend, const char *prefix) {
     mloc_st_file *f;
     assert_int_equal(mloc_st_open(ctx, &f, test_fixture(FIXTURE)), MLOC_OK);
     mloc_model_config cfg = fixture_config(f, MLOC_HEAD_CLASSIFIER);
-    const int interp = strcmp(prefix, "interp") == 0;
+    const int interp = strcmp(prefix, "interp") == 0, drop = strcmp(prefix, "drop") == 0;
+    if (drop) cfg.drop_path = atof(mloc_st_metadata(f, "drop_path"));
     if (interp) {
         cfg.pos_image_h = cfg.pos_image_w = cfg.image_h;
         cfg.image_h = cfg.image_w = atoi(mloc_st_metadata(f, "interp_image"));
@@ -103,6 +106,15 @@ static void supervised(mloc_backend backend, const char *prefix) {
     assert_int_equal(mloc_st_read_f32(ctx, x, f, interp ? "interp.x" : "x", 4, xs), MLOC_OK);
     assert_int_equal(mloc_st_read_i64(ctx, labels64, f, "labels", 1, ls), MLOC_OK);
     for (int n = 0; n < N; n++) labels[n] = (int32_t)labels64[n];
+    if (drop) { /* the fixture's masks: block 1's attention and MLP branches */
+        float scales[2 * 16];
+        int64_t ss[2] = {2, N};
+        assert_int_equal(m->n_drop, 2);
+        assert_int_equal(mloc_st_read_f32(ctx, scales, f, "drop.scale", 2, ss), MLOC_OK);
+        assert_int_equal(mloc_model_set_drop_scales(ctx, m, scales, N), MLOC_OK);
+    } else {
+        assert_int_equal(m->n_drop, 0);
+    }
     double want_loss;
     snprintf(name, sizeof name, "%s.loss", prefix);
     assert_int_equal(mloc_st_read_f64(ctx, &want_loss, f, name, 1, one), MLOC_OK);
@@ -212,6 +224,16 @@ static void test_interpolated_pos_dnnl(void **state) {
     supervised(MLOC_BACKEND_DNNL, "interp");
 }
 
+static void test_drop_path_ref(void **state) {
+    (void)state;
+    supervised(MLOC_BACKEND_REF, "drop");
+}
+
+static void test_drop_path_dnnl(void **state) {
+    (void)state;
+    supervised(MLOC_BACKEND_DNNL, "drop");
+}
+
 static void test_mae_ref(void **state) {
     (void)state;
     mae(MLOC_BACKEND_REF);
@@ -228,6 +250,8 @@ int main(void) {
         cmocka_unit_test(test_supervised_dnnl),
         cmocka_unit_test(test_interpolated_pos_ref),
         cmocka_unit_test(test_interpolated_pos_dnnl),
+        cmocka_unit_test(test_drop_path_ref),
+        cmocka_unit_test(test_drop_path_dnnl),
         cmocka_unit_test(test_mae_ref),
         cmocka_unit_test(test_mae_dnnl),
     };

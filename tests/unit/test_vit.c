@@ -606,6 +606,109 @@ static void test_token_mean(void **state) {
     assert_true(act[2] == 2 && fabs(act[3] - 5.0 / 3) < 1e-15);
 }
 
+/* Drop-path (cfg.drop_path, timm's stochastic depth) on a 2-block ViT, rate
+ * 0.5 (block 1's two branches at 0.5):
+ *   - the draw: scales 0 or 1 / (1 - p), about half kept, the same for the
+ *     same (seed, step), another for the next step; a model over the same
+ *     store draws its own (another stream);
+ *   - eval mode is the model without drop-path, bitwise;
+ *   - with given scales, the gradients of the dropped branches' Linear
+ *     tensors against central differences of L = sum(g . cls). */
+static void test_drop_path(void **state) {
+    (void)state;
+    mloc_ctx *ctx = test_ctx(2);
+    mloc_model_config cfg = tiny_cfg(MLOC_HEAD_NONE);
+    cfg.embed_dim = 8;
+    mloc_model *m, *plain, *twin;
+    cfg.drop_path = 0.5;
+    assert_int_equal(mloc_model_create(ctx, &m, &cfg), MLOC_OK);
+    assert_int_equal(m->n_drop, 2); /* block 0's rate is 0 */
+    assert_int_equal(mloc_model_create_shared(ctx, &twin, &cfg, m), MLOC_OK);
+    cfg.drop_path = 0;
+    assert_int_equal(mloc_model_create(ctx, &plain, &cfg), MLOC_OK);
+    assert_int_equal(plain->n_drop, 0);
+    memcpy(plain->store.param, m->store.param, (size_t)m->table.numel[MLOC_BLOCK_PARAM] * sizeof(float));
+    assert_int_equal(mloc_model_set_backend(ctx, m, MLOC_BACKEND_REF), MLOC_OK);
+    assert_int_equal(mloc_model_set_backend(ctx, twin, MLOC_BACKEND_REF), MLOC_OK);
+    assert_int_equal(mloc_model_set_backend(ctx, plain, MLOC_BACKEND_REF), MLOC_OK);
+    enum { N = 64 };
+    const int S = cfg.image_h, D = cfg.embed_dim;
+    float *x = malloc((size_t)N * 3 * S * S * sizeof(float)), *y = malloc(N * D * sizeof(float)),
+          *y2 = malloc(N * D * sizeof(float)), first[2 * N], g[4 * 8], dy[4 * 8];
+    mloc_rng r;
+    mloc_rng_init_tag(&r, 3, "test", 0, 0, 0);
+    for (int k = 0; k < N * 3 * S * S; k++) x[k] = (float)(2 * mloc_rng_uniform(&r) - 1);
+    mloc_model_set_drop_step(m, 1, 7);
+    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    int kept = 0;
+    for (int k = 0; k < 2; k++)
+        for (int n = 0; n < N; n++) {
+            const float sc = m->drop_scale[k * m->drop_cap + n];
+            assert_true(sc == 0.0f || sc == 2.0f);
+            kept += sc > 0;
+            first[k * N + n] = sc;
+        }
+    printf("drop-path 0.5: %d of %d branches kept\n", kept, 2 * N);
+    assert_true(kept > 40 && kept < 88);
+    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    for (int k = 0; k < 2; k++) assert_memory_equal(m->drop_scale + k * m->drop_cap, first + k * N, N * sizeof(float));
+    assert_int_equal(mloc_model_forward(ctx, twin, x, N, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    assert_memory_not_equal(twin->drop_scale, first, N * sizeof(float));
+    mloc_model_set_drop_step(m, 1, 8);
+    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    assert_memory_not_equal(m->drop_scale, first, N * sizeof(float));
+    /* eval: no drop-path */
+    assert_int_equal(mloc_model_forward(ctx, m, x, N, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, m, m->output, y), MLOC_OK);
+    assert_int_equal(mloc_model_forward(ctx, plain, x, N, MLOC_MODE_EVAL, -1), MLOC_OK);
+    assert_int_equal(mloc_model_read(ctx, plain, plain->output, y2), MLOC_OK);
+    assert_memory_equal(y, y2, N * D * sizeof(float));
+    /* gradients through given scales: sample 0 keeps both branches, 1 drops the
+     * attention, 2 the MLP, 3 both */
+    const int B = 4;
+    const float sc[2 * 4] = {2, 0, 2, 0, 2, 2, 0, 0};
+    assert_int_equal(mloc_model_set_drop_scales(ctx, m, sc, B), MLOC_OK);
+    for (int k = 0; k < B * D; k++) g[k] = (float)(2 * mloc_rng_uniform(&r) - 1);
+    mloc_model_zero_grad(m);
+    assert_int_equal(mloc_model_forward(ctx, m, x, B, MLOC_MODE_TRAIN, -1), MLOC_OK);
+    memcpy(dy, g, sizeof dy);
+    assert_int_equal(mloc_model_backward(ctx, m, m->output, dy), MLOC_OK);
+    const char *names[] = {"blocks.1.attn.proj.weight", "blocks.1.attn.proj.bias", "blocks.1.mlp.fc2.weight",
+                           "blocks.1.mlp.fc1.bias", "blocks.1.attn.qkv.weight"};
+    for (int t = 0; t < 5; t++) {
+        int e = -1;
+        for (int i = 0; i < m->table.n; i++)
+            if (strcmp(m->table.t[i].name, names[t]) == 0) e = i;
+        assert_true(e >= 0);
+        float *p = mloc_store_ptr(&m->store, &m->table, e);
+        const float *gr = m->store.grad + m->table.t[e].offset;
+        double worst = 0, scale = 0;
+        const int64_t n = m->table.t[e].numel < 24 ? m->table.t[e].numel : 24;
+        for (int64_t k = 0; k < n; k++) {
+            const float keep = p[k], h = 1e-3f;
+            double l[2];
+            for (int si = 0; si < 2; si++) {
+                p[k] = keep + (si ? -h : h);
+                assert_int_equal(mloc_model_forward(ctx, m, x, B, MLOC_MODE_TRAIN, -1), MLOC_OK);
+                assert_int_equal(mloc_model_read(ctx, m, m->output, y), MLOC_OK);
+                l[si] = 0;
+                for (int j = 0; j < B * D; j++) l[si] += (double)g[j] * y[j];
+            }
+            p[k] = keep;
+            worst = fmax(worst, fabs((l[0] - l[1]) / (2 * h) - gr[k]));
+            scale = fmax(scale, fabs(gr[k]));
+        }
+        printf("%s: max |fd - grad| %.3g (largest grad %.3g)\n", names[t], worst, scale);
+        assert_true(scale > 1e-3);
+        assert_true(worst < 2e-2 * scale);
+    }
+    free(x), free(y), free(y2);
+    mloc_model_free(twin);
+    mloc_model_free(m);
+    mloc_model_free(plain);
+    mloc_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_structure),
@@ -619,6 +722,7 @@ int main(void) {
         cmocka_unit_test(test_mae_loss),
         cmocka_unit_test(test_token_mean),
         cmocka_unit_test(test_pos_interpolation),
+        cmocka_unit_test(test_drop_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

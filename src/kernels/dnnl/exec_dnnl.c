@@ -144,6 +144,7 @@ struct dexec {
     float *vit_ones;              /* ViT backward: ones for column sums (vit_ones_n) and a token-matrix */
     int64_t vit_ones_n;           /* scratch for LayerNorm's dgamma (vit_tmp) */
     float *vit_tmp;
+    float *drop_tmp;              /* drop-path backward: the scaled gradient of a branch's Linear */
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -1010,6 +1011,21 @@ static void fn_lt_bwd(dexec *e, const mloc_model *m, const step *s) {
     if (nd->u.linear.bias >= 0) colsum_add(e, grad(m, nd->u.linear.bias), s->p[0], M, O);
 }
 
+/* Drop-path slot s->c: p[0] (N, T, O) rows of sample n times its scale, in place
+ * (forward), or p[1] = p[0] scaled (backward, p[1] non-NULL). */
+static void fn_drop_rows(dexec *e, const mloc_model *m, const step *s) {
+    (void)e;
+    const mloc_value *y = &m->values[m->nodes[s->node].out];
+    const int64_t per = (int64_t)y->c * y->w;
+    const float *src = s->p[0];
+    float *dst = s->p[1] ? s->p[1] : s->p[0];
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < s->batch; n++) {
+        const float sc = m->drop_scale[(int64_t)s->c * m->drop_cap + n];
+        for (int64_t j = 0; j < per; j++) dst[(int64_t)n * per + j] = src[(int64_t)n * per + j] * sc;
+    }
+}
+
 /* p[0] y, p[1] x, p[2] mean | rstd (M each) or NULL (eval) */
 static void fn_ln_fwd(dexec *e, const mloc_model *m, const step *s) {
     const mloc_node *nd = &m->nodes[s->node];
@@ -1513,6 +1529,15 @@ static mloc_status plan_linear_tokens(dexec *e, const mloc_model *m, int i, int 
     if (bm) arg(s, DNNL_ARG_BIAS, bm);
     arg(s, DNNL_ARG_DST, dm);
     if (gelu >= 0) e->v[prog][nd->out].materialised = 0;
+    if (train && nd->u.linear.drop >= 0) { /* timm's DropPath after the branch's last Linear */
+        if (!(s = fn_step(e, &e->fwd[prog], i, fn_drop_rows))) {
+            st = MLOC_ERR_NOMEM;
+            goto fail;
+        }
+        s->batch = e->n[prog];
+        s->c = nd->u.linear.drop;
+        s->p[0] = e->v[prog][out_v].act;
+    }
 fail:
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -1654,11 +1679,29 @@ static mloc_status plan_vit_backward(dexec *e, const mloc_model *m, int i, dval 
                  : nd->op == MLOC_OP_CLS_POS     ? fn_cls_pos_bwd
                  : nd->op == MLOC_OP_CLS_SELECT  ? fn_cls_select_bwd
                                                  : fn_unmask_bwd;
+    float *dy = y->grad;
+    if (nd->op == MLOC_OP_LINEAR_TOKENS && nd->u.linear.drop >= 0) {
+        /* the output was scaled per sample: so is its gradient, into a buffer of
+         * its own (the residual add may share y's gradient with the stream's) */
+        if (!e->drop_tmp) {
+            int64_t most = 0;
+            for (int k = 0; k < m->n_nodes; k++)
+                if (m->nodes[k].op == MLOC_OP_LINEAR_TOKENS && m->nodes[k].u.linear.drop >= 0 &&
+                    mloc_model_value_numel(m, m->nodes[k].out) > most)
+                    most = mloc_model_value_numel(m, m->nodes[k].out);
+            if (!(e->drop_tmp = take(e, (size_t)N * most * sizeof(float)))) return MLOC_ERR_NOMEM;
+        }
+        if (!(s = fn_step(e, &e->bwd, i, fn_drop_rows))) return MLOC_ERR_NOMEM;
+        s->batch = N;
+        s->c = nd->u.linear.drop;
+        s->p[0] = y->grad;
+        s->p[1] = dy = e->drop_tmp;
+    }
     if (need_dx) TRY(gbegin(e, a, &x_md, &g));
     float *dx = need_dx ? g.buf : NULL;
     if (!(s = fn_step(e, &e->bwd, i, fn))) return MLOC_ERR_NOMEM;
     s->batch = N;
-    s->p[0] = y->grad;
+    s->p[0] = dy;
     switch (nd->op) {
     case MLOC_OP_LINEAR_TOKENS:
         s->p[1] = dn->vin;
