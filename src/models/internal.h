@@ -54,8 +54,9 @@ int mloc_vit_arch(const char *arch);
 void mloc_vit_init(mloc_model *m, uint64_t seed);
 /* A ViT with cfg.pos_image_h/w (m->pos_interp_w set; no-ops otherwise):
  * _forward refreshes m->pos_interp from pos_embed and zeroes its gradient
- * (before every forward); _backward adds m->pos_interp_grad, mapped back
- * through the interpolation, to pos_embed's gradient (after every backward). */
+ * (before every forward, so each backward starts from zero); _backward adds
+ * m->pos_interp_grad, mapped back through the interpolation, to pos_embed's
+ * gradient (after every backward). */
 void mloc_vit_pos_forward(mloc_model *m);
 void mloc_vit_pos_backward(mloc_model *m);
 

@@ -301,7 +301,6 @@ void mloc_vit_pos_backward(mloc_model *m) {
             for (int t = 0; t < rows; t++) acc += (double)m->pos_interp_w[(int64_t)t * cols + k] * g[(int64_t)(1 + t) * D + d];
             dpos[(int64_t)(1 + k) * D + d] += (float)acc;
         }
-    memset(m->pos_interp_grad, 0, (size_t)(1 + rows) * D * sizeof(float));
 }
 
 mloc_status mloc_vit_build(mloc_ctx *ctx, mloc_builder *b) {

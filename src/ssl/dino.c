@@ -55,6 +55,9 @@ struct mloc_dino {
     mloc_model *student;   /* borrowed */
     mloc_model *local;     /* over the student's store; NULL when L = 0 */
     mloc_model *teacher;
+    mloc_mode teacher_mode; /* TRAIN when its encoder has BatchNorm (batch statistics); an
+                               encoder without (a ViT) computes the same in EVAL, which needs
+                               no training program (activations kept for a backward) */
     int entry[N_HEAD];     /* table entries of the head (same in all three) */
     int B, V, C, H, Bn, K;
     int bn;                /* head_bn */
@@ -175,6 +178,9 @@ mloc_status mloc_dino_create(mloc_ctx *ctx, mloc_dino **out, mloc_model *student
         if (bytes) memcpy(dst, src, bytes);
     }
     mloc_model_params_changed(d->teacher);
+    d->teacher_mode = MLOC_MODE_EVAL;
+    for (int i = 0; i < d->teacher->n_nodes; i++)
+        if (d->teacher->nodes[i].op == MLOC_OP_BATCHNORM2D) d->teacher_mode = MLOC_MODE_TRAIN;
     /* local crops: the student's graph at the local size, over its store */
     if (cfg->local_crops > 0) {
         mloc_model_config lc = *mc;
@@ -364,12 +370,8 @@ mloc_status mloc_dino_step(mloc_ctx *ctx, mloc_dino *d, const float *global, con
     const int G = 2 * B, R = d->V * B;
     const int64_t C = d->C;
     mloc_model *s = d->student;
-    /* teacher on the global crops (batch statistics, no gradient); an encoder
-     * without BatchNorm (a ViT) computes the same in eval mode, which needs
-     * no training program (activations kept for a backward) */
-    int batch_stats = 0;
-    for (int i = 0; i < d->teacher->n_nodes; i++) batch_stats |= d->teacher->nodes[i].op == MLOC_OP_BATCHNORM2D;
-    MLOC_TRY(mloc_model_forward(ctx, d->teacher, global, G, batch_stats ? MLOC_MODE_TRAIN : MLOC_MODE_EVAL, -1));
+    /* teacher on the global crops (batch statistics, no gradient) */
+    MLOC_TRY(mloc_model_forward(ctx, d->teacher, global, G, d->teacher_mode, -1));
     MLOC_TRY(mloc_model_read(ctx, d->teacher, d->teacher->output, d->feat));
     head_forward(d, d->teacher, G, d->tout);
     /* student on all crops, one pass per crop size */
