@@ -278,6 +278,23 @@ def randomise(model, gen):
             p.copy_(v.float().double() if p.dtype == torch.float64 else v.float())
 
 
+def supervised_step(vit, x, labels, prefix, out):
+    """One cross-entropy step of the (float64) ViT on x: every tap, the logits,
+    the loss and every parameter gradient under `prefix`."""
+    vit.zero_grad()
+    taps = {}
+    logits = vit(x.double(), taps)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    for k, v in taps.items():
+        out[prefix + ".tap." + k] = v.detach().numpy().astype(np.float32)
+    out[prefix + ".logits"] = logits.detach().numpy().astype(np.float32)
+    out[prefix + ".loss"] = np.array([loss.item()], dtype=np.float64)
+    for k, p in vit.named_parameters():
+        out[prefix + ".grad." + k] = p.grad.numpy().astype(np.float32)
+    print("%s: loss %.9f" % (prefix, loss.item()))
+
+
 def steps(outdir):
     gen = torch.Generator().manual_seed(8)
     img, P, D, depth, H, K = 16, 4, 24, 2, 2, 10
@@ -305,17 +322,7 @@ def steps(outdir):
     out["labels"] = labels.numpy().astype(np.int64)
 
     vit = vit.double()
-    taps = {}
-    logits = vit(x.double(), taps)
-    loss = F.cross_entropy(logits, labels)
-    loss.backward()
-    for k, v in taps.items():
-        out["sup.tap." + k] = v.detach().numpy().astype(np.float32)
-    out["sup.logits"] = logits.detach().numpy().astype(np.float32)
-    out["sup.loss"] = np.array([loss.item()], dtype=np.float64)
-    for k, p in vit.named_parameters():
-        out["sup.grad." + k] = p.grad.numpy().astype(np.float32)
-    print("supervised loss %.9f" % loss.item())
+    supervised_step(vit, x, labels, "sup", out)
 
     mae = mae.double()
     order = torch.stack([torch.randperm(L, generator=gen) for _ in range(N)])
@@ -334,18 +341,7 @@ def steps(outdir):
     xs = (2 * torch.rand(N, 3, small, small, generator=gen) - 1).float()
     out["interp.x"] = xs.numpy()
     meta["interp_image"] = str(small)
-    vit.zero_grad()
-    taps = {}
-    logits = vit(xs.double(), taps)
-    loss = F.cross_entropy(logits, labels)
-    loss.backward()
-    for k, v in taps.items():
-        out["interp.tap." + k] = v.detach().numpy().astype(np.float32)
-    out["interp.logits"] = logits.detach().numpy().astype(np.float32)
-    out["interp.loss"] = np.array([loss.item()], dtype=np.float64)
-    for k, p in vit.named_parameters():
-        out["interp.grad." + k] = p.grad.numpy().astype(np.float32)
-    print("interpolated supervised loss %.9f" % loss.item())
+    supervised_step(vit, xs, labels, "interp", out)
 
     # drop-path: drop_path_rate 0.4 over depth 2 gives block 1 rate 0.4 on its
     # attention and MLP branches (block 0: 0); timm's drop_path(x) =
@@ -356,19 +352,8 @@ def steps(outdir):
     out["drop.scale"] = scales.numpy().astype(np.float32)
     meta["drop_path"] = str(rate)
     vit.blocks[1].drop_scale = (scales[0], scales[1])
-    vit.zero_grad()
-    taps = {}
-    logits = vit(x.double(), taps)
-    loss = F.cross_entropy(logits, labels)
-    loss.backward()
+    supervised_step(vit, x, labels, "drop", out)
     vit.blocks[1].drop_scale = None
-    for k, v in taps.items():
-        out["drop.tap." + k] = v.detach().numpy().astype(np.float32)
-    out["drop.logits"] = logits.detach().numpy().astype(np.float32)
-    out["drop.loss"] = np.array([loss.item()], dtype=np.float64)
-    for k, p in vit.named_parameters():
-        out["drop.grad." + k] = p.grad.numpy().astype(np.float32)
-    print("drop-path supervised loss %.9f" % loss.item())
     path = os.path.join(outdir, "vit", "vit_steps.safetensors")
     st.save(path, out, metadata=meta)
     print(path, os.path.getsize(path), "bytes")

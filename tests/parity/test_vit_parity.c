@@ -204,34 +204,16 @@ static void mae(mloc_backend backend) {
     mloc_ctx_destroy(ctx);
 }
 
-static void test_supervised_ref(void **state) {
-    (void)state;
-    supervised(MLOC_BACKEND_REF, "sup");
-}
+/* the supervised checks: a fixture prefix on each backend */
+static struct supervised_case {
+    mloc_backend backend;
+    const char *prefix;
+} cases[] = {{MLOC_BACKEND_REF, "sup"},    {MLOC_BACKEND_DNNL, "sup"},  {MLOC_BACKEND_REF, "interp"},
+             {MLOC_BACKEND_DNNL, "interp"}, {MLOC_BACKEND_REF, "drop"}, {MLOC_BACKEND_DNNL, "drop"}};
 
-static void test_supervised_dnnl(void **state) {
-    (void)state;
-    supervised(MLOC_BACKEND_DNNL, "sup");
-}
-
-static void test_interpolated_pos_ref(void **state) {
-    (void)state;
-    supervised(MLOC_BACKEND_REF, "interp");
-}
-
-static void test_interpolated_pos_dnnl(void **state) {
-    (void)state;
-    supervised(MLOC_BACKEND_DNNL, "interp");
-}
-
-static void test_drop_path_ref(void **state) {
-    (void)state;
-    supervised(MLOC_BACKEND_REF, "drop");
-}
-
-static void test_drop_path_dnnl(void **state) {
-    (void)state;
-    supervised(MLOC_BACKEND_DNNL, "drop");
+static void test_supervised(void **state) {
+    const struct supervised_case *c = *state;
+    supervised(c->backend, c->prefix);
 }
 
 static void test_mae_ref(void **state) {
@@ -246,12 +228,12 @@ static void test_mae_dnnl(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_supervised_ref),
-        cmocka_unit_test(test_supervised_dnnl),
-        cmocka_unit_test(test_interpolated_pos_ref),
-        cmocka_unit_test(test_interpolated_pos_dnnl),
-        cmocka_unit_test(test_drop_path_ref),
-        cmocka_unit_test(test_drop_path_dnnl),
+        {"supervised_ref", test_supervised, NULL, NULL, &cases[0]},
+        {"supervised_dnnl", test_supervised, NULL, NULL, &cases[1]},
+        {"interpolated_pos_ref", test_supervised, NULL, NULL, &cases[2]},
+        {"interpolated_pos_dnnl", test_supervised, NULL, NULL, &cases[3]},
+        {"drop_path_ref", test_supervised, NULL, NULL, &cases[4]},
+        {"drop_path_dnnl", test_supervised, NULL, NULL, &cases[5]},
         cmocka_unit_test(test_mae_ref),
         cmocka_unit_test(test_mae_dnnl),
     };
