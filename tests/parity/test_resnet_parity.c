@@ -113,7 +113,12 @@ static void step_parity(const char *fixture, mloc_backend backend) {
         if (mloc_role_block(e->role) != MLOC_BLOCK_BUFFER) continue;
         float *want = malloc((size_t)e->numel * sizeof(float));
         assert_int_equal(mloc_st_read_f32(ctx, want, f, name, e->ndim, e->shape), MLOC_OK);
-        ok &= test_close_f32(name, mloc_store_ptr(&m->store, &m->table, i), want, e->numel, 1e-6, 1e-5);
+        /* running statistics carry the forward's rounding: budget them on
+         * the forward's tolerance relative to the tensor's scale */
+        double rscale = 0;
+        for (int64_t k = 0; k < e->numel; k++) rscale = fmax(rscale, fabs(want[k]));
+        ok &= test_close_f32(name, mloc_store_ptr(&m->store, &m->table, i), want, e->numel,
+                             fmax(1e-6, fwd_tol * rscale), 1e-5);
         free(want);
     }
     /* eval forward of the first E images with the running statistics */

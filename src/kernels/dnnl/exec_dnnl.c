@@ -89,6 +89,10 @@ typedef struct {
     dnnl_memory_desc_t src_md, ddst_md, dsrc_md, dw_md;
     dnnl_memory_t src_mem;        /* the source as the training primitives read it */
     dnnl_primitive_t bwd_data, bwd_weights, dw_to_grad;
+    /* where oneDNN has only a reference weight-gradient kernel for the blocked
+     * layout (AVX2 on 2x2 maps), the gradient runs on plain copies */
+    dnnl_primitive_t bw_src_to_plain, bw_ddst_to_plain;
+    dnnl_memory_t bw_src_plain, bw_ddst_plain;
     dnnl_memory_t w_bwd_mem, dw_mem, db_mem, dw_grad_mem;
     float *db;
     /* bn */
@@ -728,8 +732,34 @@ static mloc_status plan_conv(dexec *e, const mloc_model *m, int i, int prog) {
                                                        nd->u.conv.bias >= 0 ? &b_md : NULL, dst_md,
                                                        strides, pad_l, pad_r));
         DN(dnnl_primitive_desc_create(&bw_pd, &cd, attr, e->engine, pd));
-        if (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_dst_md, 0), dst_md) ||
-            !dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(bw_pd, dnnl_query_src_md, 0), src_md))
+        if (strncmp(impl_name(bw_pd), "ref", 3) == 0) {
+            /* oneDNN's reference kernel is 100-1000x slower than its GEMM
+             * one on plain copies (e.g. AVX2, 3x3 kernel on a 2x2 map) */
+            dnnl_memory_desc_t src_plain = md4(N, xi->c, xi->h, xi->w, dnnl_nchw);
+            dnnl_memory_desc_t dst_plain = md4(N, yo->c, yo->h, yo->w, dnnl_nchw);
+            dnnl_primitive_desc_t alt = NULL;
+            DN(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_plain, &w_any,
+                                                           nd->u.conv.bias >= 0 ? &b_md : NULL, &dst_plain,
+                                                           strides, pad_l, pad_r));
+            if (dnnl_primitive_desc_create(&alt, &cd, attr, e->engine, pd) == dnnl_success &&
+                strncmp(impl_name(alt), "ref", 3) != 0) {
+                mloc_log(e->ctx, MLOC_LOG_DEBUG, "oneDNN conv %s: weight gradient on plain copies (%s)",
+                         nd->name, impl_name(alt));
+                dnnl_primitive_desc_destroy(bw_pd);
+                bw_pd = alt;
+                TRY(mem_new(e, &dn->bw_src_plain, &src_plain, NULL));
+                TRY(mem_new(e, &dn->bw_ddst_plain, &dst_plain, NULL));
+                TRY(reorder(e, &dn->bw_src_to_plain, src_md, &src_plain, 0));
+                TRY(reorder(e, &dn->bw_ddst_to_plain, dst_md, &dst_plain, 0));
+            } else {
+                if (alt) dnnl_primitive_desc_destroy(alt);
+                mloc_log(e->ctx, MLOC_LOG_WARN, "oneDNN has only a reference kernel for the weight gradient "
+                         "of %s on this CPU: training will be slow", nd->name);
+            }
+        }
+        if (!dn->bw_src_plain &&
+            (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_dst_md, 0), dst_md) ||
+             !dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(bw_pd, dnnl_query_src_md, 0), src_md)))
             goto layout;
         dn->dw_md = *dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_weights_md, 0);
         dn->ddst_md = *dst_md;
@@ -1773,9 +1803,17 @@ static mloc_status plan_backward(dexec *e, const mloc_model *m) {
                 arg(s, DNNL_ARG_DIFF_SRC, g.mem);
                 TRY(gfinish(e, i, &g));
             }
+            if (dn->bw_src_plain) {
+                if (!(s = prim_step(e, &e->bwd, i, dn->bw_src_to_plain))) return MLOC_ERR_NOMEM;
+                arg(s, DNNL_ARG_FROM, dn->src_mem);
+                arg(s, DNNL_ARG_TO, dn->bw_src_plain);
+                if (!(s = prim_step(e, &e->bwd, i, dn->bw_ddst_to_plain))) return MLOC_ERR_NOMEM;
+                arg(s, DNNL_ARG_FROM, y->grad_mem);
+                arg(s, DNNL_ARG_TO, dn->bw_ddst_plain);
+            }
             if (!(s = prim_step(e, &e->bwd, i, dn->bwd_weights))) return MLOC_ERR_NOMEM;
-            arg(s, DNNL_ARG_SRC, dn->src_mem);
-            arg(s, DNNL_ARG_DIFF_DST, y->grad_mem);
+            arg(s, DNNL_ARG_SRC, dn->bw_src_plain ? dn->bw_src_plain : dn->src_mem);
+            arg(s, DNNL_ARG_DIFF_DST, dn->bw_src_plain ? dn->bw_ddst_plain : y->grad_mem);
             arg(s, DNNL_ARG_DIFF_WEIGHTS, dn->dw_mem);
             if (dn->db_mem) arg(s, DNNL_ARG_DIFF_BIAS, dn->db_mem);
             if (!(s = prim_step(e, &e->bwd, i, dn->dw_to_grad))) return MLOC_ERR_NOMEM;
