@@ -68,6 +68,8 @@ typedef struct {
     int trained;            /* encoders trained (or resumed) by this call */
     double sslmem_mean, sslmem_t, sslmem_p;   /* one-sided test at the encoder output */
     int memorization;       /* mean > 0 and p < 0.01 */
+    double shared_mean, control_p;  /* the control: SSLMem of shared points; Welch p, candidates > shared */
+    int beyond_shared;      /* candidates above shared points, p < 0.01 */
     int top_exceeds_least;  /* at every tap */
     char report[4200];      /* path of report.html */
     char table[8192];       /* the LayerMem table as aligned text */

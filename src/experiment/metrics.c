@@ -18,6 +18,9 @@ void mloc_experiment_state_free(exp_state *e) {
     mloc_unit_scores_free(&e->unit_top);
     mloc_unit_scores_free(&e->unit_least);
     free(e->ttests);
+    free(e->ctl_shared);
+    free(e->ctl_indep);
+    e->ctl_shared = e->ctl_indep = NULL;
     free(e->pairs);
     free(e->mumax);
     json_decref(e->summary);
@@ -34,6 +37,35 @@ static void describe(char *out, size_t n, const char *preset, const mloc_aug_pip
              preset, p->out_h, p->scale[0], p->scale[1], p->crop ? "" : " off", p->flip_p * p->flip_apply_p,
              p->brightness[1] - 1, p->contrast[1] - 1, p->saturation[1] - 1, p->hue[1], p->jitter_p, p->gray_p,
              p->mean[0], p->std[0], p->normalize_first ? ", normalize first (reference code order)" : "");
+}
+
+/* SSLMem at the output of a seeded choice of at most `want` points of a split
+ * set (the control of SPEC 1: the same score on points f and g both trained
+ * on, and on points only g trained on). */
+static mloc_status control(exp_state *e, mloc_model *f, mloc_model *g, const mloc_view_source *src,
+                           const mloc_sslmem_config *sc, const int64_t *set, int64_t n_set, int64_t want,
+                           const char *tag, double **out, int64_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    if (n_set < 2) return MLOC_OK;
+    int64_t *pos = malloc((size_t)n_set * sizeof *pos), *pts = malloc((size_t)n_set * sizeof *pts), n;
+    mloc_sslmem_result r = {0};
+    mloc_status st = pos && pts ? MLOC_OK : mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
+    if (st == MLOC_OK) st = mloc_metrics_choose(e->ctx, n_set, want, e->ex->metric_seed, tag, pos, &n);
+    if (st == MLOC_OK) {
+        for (int64_t i = 0; i < n; i++) pts[i] = set[pos[i]];
+        st = mloc_sslmem_compute(e->ctx, &r, f, g, src, pts, n, NULL, 0, sc);
+    }
+    if (st == MLOC_OK && !(*out = malloc((size_t)n * sizeof **out)))
+        st = mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
+    if (st == MLOC_OK) {
+        memcpy(*out, r.out_score, (size_t)n * sizeof **out);
+        *n_out = n;
+    }
+    mloc_sslmem_result_free(&r);
+    free(pos);
+    free(pts);
+    return st;
 }
 
 /* UnitMem of m over `points` with the unit pipeline's source. */
@@ -107,6 +139,16 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
     st = mloc_layermem_table_make(ctx, &e->table, &e->ssl, &lc, NULL, 0);
     if (st != MLOC_OK) goto done;
     e->out_test = mloc_stats_ttest_1samp(e->ssl.out_score, e->ssl.n, 0.0, MLOC_ALT_GREATER);
+    st = control(e, f, g, &src, &sc, e->split.shared, e->split.n_shared, n, "experiment-control-shared",
+                 &e->ctl_shared, &e->n_ctl_shared);
+    if (st == MLOC_OK)
+        st = control(e, f, g, &src, &sc, e->split.independent, e->split.n_independent, n,
+                     "experiment-control-independent", &e->ctl_indep, &e->n_ctl_indep);
+    if (st != MLOC_OK) goto done;
+    e->ctl_test = mloc_stats_ttest_ind(e->ssl.out_score, e->ssl.n, e->ctl_shared, e->n_ctl_shared, 0,
+                                       MLOC_ALT_GREATER);
+    e->ctl_indep_test = mloc_stats_ttest_ind(e->ctl_shared, e->n_ctl_shared, e->ctl_indep, e->n_ctl_indep, 0,
+                                             MLOC_ALT_GREATER);
     mloc_metric_run run = {.command = "experiment", .f_path = e->f_path, .g_path = e->g_path,
                            .data_spec = e->train->data, .data_digest = e->data_digest,
                            .aug_preset = presets[e->train->aug], .aug = &aug, .aug_seed = ex->metric_seed,

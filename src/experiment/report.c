@@ -123,6 +123,19 @@ static int findings(const exp_state *e, finding *f) {
     snprintf(f[n].evidence, sizeof f[n].evidence, "mean %.4g over %" PRId64 " candidates, t = %.3f (dof %.0f), p = %.3g",
              mean, e->ssl.n, e->out_test.t, e->out_test.dof, e->out_test.p);
     n++;
+    /* 1b. the control: the same score on points f and g both trained on
+     *     measures how f and g differ apart from the candidates */
+    const double ms = mloc_stats_mean(e->ctl_shared, e->n_ctl_shared);
+    const double mi = mloc_stats_mean(e->ctl_indep, e->n_ctl_indep);
+    f[n].id = "memorization_vs_shared";
+    f[n].claim = "The candidates are memorized beyond the difference between f and g: their SSLMem exceeds that of shared "
+                 "points, which both encoders trained on (Welch one-sided t-test, p < 0.01)";
+    f[n].holds = e->n_ctl_shared > 1 && mean > ms && e->ctl_test.p < 0.01;
+    snprintf(f[n].evidence, sizeof f[n].evidence,
+             "mean SSLMem: candidates %.4g, shared %.4g (%" PRId64 "), independent %.4g (%" PRId64
+             "); candidates vs shared t = %.3f (dof %.0f), p = %.3g",
+             mean, ms, e->n_ctl_shared, mi, e->n_ctl_indep, e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p);
+    n++;
     /* 2. Top-50 above Least-50 at every tap */
     int above = 0;
     for (int l = 0; l < T; l++) above += t->top[l] > t->least[l];
@@ -248,6 +261,19 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                                   "mean", real(mloc_stats_mean(e->ssl.out_score, e->ssl.n)), "t", real(e->out_test.t),
                                   "dof", real(e->out_test.dof), "p", real(e->out_test.p), "test",
                                   "one-sample t-test, H1: mean SSLMem > 0"));
+    json_object_set_new(
+        s, "sslmem_control",
+        json_pack("{s:s, s:{s:I, s:o}, s:{s:I, s:o}, s:{s:o, s:o, s:o, s:s}, s:{s:o, s:o, s:o, s:s}}", "about",
+                  "SSLMem at the output of points f and g both trained on (shared) and of points only g trained on "
+                  "(independent), chosen as C_eval is; if f and g differed only by the candidates, the shared mean "
+                  "would be 0 and the independent mean negative",
+                  "shared", "n", (json_int_t)e->n_ctl_shared, "mean", real(mloc_stats_mean(e->ctl_shared, e->n_ctl_shared)),
+                  "independent", "n", (json_int_t)e->n_ctl_indep, "mean",
+                  real(mloc_stats_mean(e->ctl_indep, e->n_ctl_indep)), "candidates_vs_shared", "t",
+                  real(e->ctl_test.t), "dof", real(e->ctl_test.dof), "p", real(e->ctl_test.p), "test",
+                  "Welch t-test, H1: candidates > shared", "shared_vs_independent", "t", real(e->ctl_indep_test.t),
+                  "dof", real(e->ctl_indep_test.dof), "p", real(e->ctl_indep_test.p), "test",
+                  "Welch t-test, H1: shared > independent"));
     json_t *lm = json_array();
     for (int l = 0; l < t->n_taps; l++)
         json_array_append_new(lm, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "tap", e->ssl.tap_names[l], "layermem",
@@ -309,7 +335,10 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     res->sslmem_t = e->out_test.t;
     res->sslmem_p = e->out_test.p;
     res->memorization = fs[0].holds;
-    res->top_exceeds_least = fs[1].holds;
+    res->beyond_shared = fs[1].holds;
+    res->shared_mean = mloc_stats_mean(e->ctl_shared, e->n_ctl_shared);
+    res->control_p = e->ctl_test.p;
+    res->top_exceeds_least = fs[2].holds;
     /* the table as text, for the terminal */
     char top[32], dtop[32], least[32]; /* Top-50 etc. with the run's --top */
     snprintf(top, sizeof top, "Top-%" PRId64, t->n_top);
@@ -385,6 +414,15 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
                         " candidates; one-sample t-test, H<sub>1</sub>: mean &gt; 0: t = %.3f, dof %.0f, p = %.3g.</p>\n",
                     e->ssl.out_tap, mloc_stats_mean(e->ssl.out_score, e->ssl.n), e->ssl.n, e->out_test.t, e->out_test.dof,
                     e->out_test.p);
+    mloc_buf_printf(&b, "<p id=\"sslmem-control\">Control: f and g are two training runs, and differ by more than the "
+                        "candidates. The same score on %" PRId64 " shared points (both encoders trained on them) has mean "
+                        "%.4g, on %" PRId64 " independent points (only g trained on them) %.4g. Candidates above shared "
+                        "points: Welch t = %.3f, dof %.1f, one-sided p = %.3g; shared above independent: t = %.3f, p = %.3g. "
+                        "Only the first comparison separates f's memorization of its candidates from the difference "
+                        "between the two runs.</p>\n",
+                    e->n_ctl_shared, mloc_stats_mean(e->ctl_shared, e->n_ctl_shared), e->n_ctl_indep,
+                    mloc_stats_mean(e->ctl_indep, e->n_ctl_indep), e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p,
+                    e->ctl_indep_test.t, e->ctl_indep_test.p);
 
     /* LayerMem table and chart */
     mloc_buf_puts(&b, "<h2 id=\"layermem\">LayerMem per tap (the paper's Table 1)</h2>\n");

@@ -52,6 +52,22 @@ set -e
   --eval 40 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10 --quiet --out "$TMP/w" > /dev/null
 [ ! -e "$TMP/w/f" ] || fail "--f/--g trained anyway"
 cmp "$TMP/e/metrics/layermem_sslmem.npy" "$TMP/w/metrics/layermem_sslmem.npy" || fail "--f/--g metrics differ"
+# the control: SSLMem of 40 shared and 40 independent points; with f and g
+# exchanged (the same augmentation draws) every mean changes sign exactly
+"$BIN" experiment --data synthetic:400:32x32x3:4 --f "$TMP/e/g/model.safetensors" --g "$TMP/e/f/model.safetensors" \
+  --eval 40 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10 --quiet --out "$TMP/x" > "$TMP/outx.txt"
+grep -q "Control, shared points" "$TMP/outx.txt" || fail "no control printed"
+python3 - "$TMP/w/summary.json" "$TMP/x/summary.json" <<'PY' || fail "the control"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+ca, cb = a["sslmem_control"], b["sslmem_control"]
+assert ca["shared"]["n"] == 40 and ca["independent"]["n"] == 40, ca
+for k in ("shared", "independent"):
+    assert ca[k]["mean"] != 0 and abs(ca[k]["mean"] + cb[k]["mean"]) < 1e-6, (k, ca[k], cb[k])
+assert abs(a["sslmem_test"]["mean"] + b["sslmem_test"]["mean"]) < 1e-6
+f = {x["id"]: x for x in a["findings"]}["memorization_vs_shared"]
+assert ("p < 0.01" in f["claim"]) and f["holds"] == (ca["candidates_vs_shared"]["p"] < 0.01 and a["sslmem_test"]["mean"] > ca["shared"]["mean"])
+PY
 
 # the report in a browser: every table and chart present and non-empty
 command -v chromium >/dev/null || fail "chromium is not installed (scripts/install-deps installs it)"
@@ -61,7 +77,7 @@ chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --d
 # tables: findings, LayerMem, UnitMem, mu_max, t-test, variants, train options, experiment options;
 # charts: 2 LayerMem lines, 10 UnitMem histograms, bars, scatter, 2 heat maps, 2 training curves
 python3 "$SRC/tests/e2e/check_dom.py" "$TMP/dom.html" --tables 8 --charts 18 \
-  --require findings sslmem-test layermem unitmem mumax scatter consistency ttest training config \
+  --require findings sslmem-test sslmem-control layermem unitmem mumax scatter consistency ttest training config \
   || fail "report DOM check"
 grep -q "reproduced" "$TMP/dom.html" || fail "no findings verdicts in the report"
 
