@@ -648,10 +648,14 @@ static int dense_conv(const mloc_model *m, int i) {
            (int64_t)yo->c * P * xi->c * P <= ((int64_t)1 << 24);
 }
 
-/* the kernel tap linking output position q to input position p, or -1 */
-static int dense_tap(const mloc_node *nd, int W, int q, int p) {
-    const int r = p / W - q / W + nd->u.conv.pad, s = p % W - q % W + nd->u.conv.pad;
-    return r >= 0 && r < nd->u.conv.r && s >= 0 && s < nd->u.conv.s ? r * nd->u.conv.s + s : -1;
+/* tap[q P + p]: the kernel tap linking output position q to input position
+ * p on a W-wide map of P positions, or -1 (P <= 64, dense_conv) */
+static void dense_taps(const mloc_node *nd, int W, int P, int *tap) {
+    for (int q = 0; q < P; q++)
+        for (int p = 0; p < P; p++) {
+            const int r = p / W - q / W + nd->u.conv.pad, s = p % W - q % W + nd->u.conv.pad;
+            tap[q * P + p] = r >= 0 && r < nd->u.conv.r && s >= 0 && s < nd->u.conv.s ? r * nd->u.conv.s + s : -1;
+        }
 }
 
 /* prep: M from the weights */
@@ -661,9 +665,8 @@ static void fn_dense_build(dexec *e, const mloc_model *m, const step *s) {
     const int C = xi->c, O = nd->u.conv.k, P = xi->h * xi->w, W = xi->w, RS = nd->u.conv.r * nd->u.conv.s;
     float *M = s->p[0];
     const float *w = s->p[1];
-    int tap[64 * 64]; /* P <= r s <= 64 (dense_conv) */
-    for (int q = 0; q < P; q++)
-        for (int p = 0; p < P; p++) tap[q * P + p] = dense_tap(nd, W, q, p);
+    int tap[64 * 64];
+    dense_taps(nd, W, P, tap);
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < O; o++)
         for (int q = 0; q < P; q++) {
@@ -707,8 +710,7 @@ static void fn_dense_bwd(dexec *e, const mloc_model *m, const step *s) {
     dnnl_sgemm('T', 'N', O * P, C * P, N, 1.0f, dy, O * P, dn->dense_x, C * P, 0.0f, dM, C * P);
     float *dw = grad(m, nd->u.conv.weight);
     int tap[64 * 64];
-    for (int q = 0; q < P; q++)
-        for (int p = 0; p < P; p++) tap[q * P + p] = dense_tap(nd, W, q, p);
+    dense_taps(nd, W, P, tap);
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < O; o++)
         for (int c = 0; c < C; c++) {
@@ -760,9 +762,7 @@ static mloc_status plan_conv_dense(dexec *e, const mloc_model *m, int i) {
     dn->dense = 1;
     dn->dense_m = M;
     dn->dense_x = xh;
-    dn->src_md = x_md;
     dn->dsrc_md = x_md;
-    dn->ddst_md = y_md;
     return MLOC_OK;
 }
 
