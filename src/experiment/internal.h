@@ -27,8 +27,7 @@ typedef struct {
     /* the control (SPEC 1: f and g differ by more than the candidates): SSLMem
      * at the output of points both encoders trained on (S_S) and of points
      * only g trained on (S_I), as many as C_eval, chosen with the metric seed */
-    double *ctl_shared, *ctl_indep;
-    int64_t n_ctl_shared, n_ctl_indep;
+    mloc_sslmem_result ctl_shared, ctl_indep;
     mloc_ttest ctl_test;               /* Welch, one-sided: candidates > shared */
     mloc_ttest ctl_indep_test;         /* Welch, one-sided: shared > independent */
     mloc_unit_scores unit;             /* UnitMem of f over C_eval */

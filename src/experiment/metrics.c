@@ -18,9 +18,8 @@ void mloc_experiment_state_free(exp_state *e) {
     mloc_unit_scores_free(&e->unit_top);
     mloc_unit_scores_free(&e->unit_least);
     free(e->ttests);
-    free(e->ctl_shared);
-    free(e->ctl_indep);
-    e->ctl_shared = e->ctl_indep = NULL;
+    mloc_sslmem_result_free(&e->ctl_shared);
+    mloc_sslmem_result_free(&e->ctl_indep);
     free(e->pairs);
     free(e->mumax);
     json_decref(e->summary);
@@ -39,32 +38,20 @@ static void describe(char *out, size_t n, const char *preset, const mloc_aug_pip
              p->mean[0], p->std[0], p->normalize_first ? ", normalize first (reference code order)" : "");
 }
 
-/* SSLMem at the output of a seeded choice of at most `want` points of a split
- * set (the control of SPEC 1: the same score on points f and g both trained
- * on, and on points only g trained on). */
-static mloc_status control(exp_state *e, mloc_model *f, mloc_model *g, const mloc_view_source *src,
-                           const mloc_sslmem_config *sc, const int64_t *set, int64_t n_set, int64_t want,
-                           const char *tag, double **out, int64_t *n_out) {
-    *out = NULL;
-    *n_out = 0;
-    if (n_set < 2) return MLOC_OK;
-    int64_t *pos = malloc((size_t)n_set * sizeof *pos), *pts = malloc((size_t)n_set * sizeof *pts), n;
-    mloc_sslmem_result r = {0};
-    mloc_status st = pos && pts ? MLOC_OK : mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
-    if (st == MLOC_OK) st = mloc_metrics_choose(e->ctx, n_set, want, e->ex->metric_seed, tag, pos, &n);
-    if (st == MLOC_OK) {
-        for (int64_t i = 0; i < n; i++) pts[i] = set[pos[i]];
-        st = mloc_sslmem_compute(e->ctx, &r, f, g, src, pts, n, NULL, 0, sc);
-    }
-    if (st == MLOC_OK && !(*out = malloc((size_t)n * sizeof **out)))
-        st = mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
-    if (st == MLOC_OK) {
-        memcpy(*out, r.out_score, (size_t)n * sizeof **out);
-        *n_out = n;
-    }
-    mloc_sslmem_result_free(&r);
+/* SSLMem of a seeded choice of at most `want` points of a split set, at the
+ * taps `taps` (NULL: all): C_eval, and the control's shared and independent
+ * points (SPEC 1: the same score on points f and g both trained on, and on
+ * points only g trained on). */
+static mloc_status score_set(exp_state *e, mloc_model *f, mloc_model *g, const mloc_view_source *src,
+                             const mloc_sslmem_config *sc, const int64_t *set, int64_t n_set, int64_t want,
+                             const char *tag, const int *taps, int n_taps, mloc_sslmem_result *r) {
+    if (n_set == 0) return MLOC_OK; /* no such set: r stays empty (n = 0) */
+    int64_t *pos = malloc((size_t)n_set * sizeof *pos), n;
+    if (!pos) return mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
+    mloc_status st = mloc_metrics_choose(e->ctx, n_set, want, e->ex->metric_seed, tag, pos, &n);
+    for (int64_t i = 0; st == MLOC_OK && i < n; i++) pos[i] = set[pos[i]];
+    if (st == MLOC_OK) st = mloc_sslmem_compute(e->ctx, r, f, g, src, pos, n, taps, n_taps, sc);
     free(pos);
-    free(pts);
     return st;
 }
 
@@ -87,7 +74,7 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
     mloc_ctx *ctx = e->ctx;
     const mloc_experiment_config *ex = e->ex;
     mloc_model *f = NULL, *g = NULL;
-    int64_t *pos = NULL, *points = NULL, *top = NULL, *least = NULL;
+    int64_t *top = NULL, *least = NULL;
     char mdir[4200], sub[4300];
     snprintf(mdir, sizeof mdir, "%s/metrics", e->dir);
     mloc_status st = mloc_mkdirs(ctx, mdir);
@@ -115,22 +102,15 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
         st = mloc_view_source_dataset(ctx, &usrc, &e->data, &unit_aug, ex->metric_seed, MLOC_PURPOSE_UNITMEM);
     if (st != MLOC_OK) goto done;
 
-    /* C_eval: a seeded choice of candidates */
-    int64_t n;
-    pos = malloc((size_t)e->split.n_candidate * sizeof *pos);
-    points = malloc((size_t)e->split.n_candidate * sizeof *points);
-    if (!pos || !points) goto nomem;
-    st = mloc_metrics_choose(ctx, e->split.n_candidate, ex->eval, ex->metric_seed, "experiment-eval", pos, &n);
-    if (st != MLOC_OK) goto done;
-    for (int64_t i = 0; i < n; i++) points[i] = e->split.candidate[pos[i]];
-
-    /* SSLMem per tap, LayerMem table */
+    /* SSLMem per tap of C_eval (a seeded choice of candidates), LayerMem table */
     mloc_sslmem_config sc = mloc_sslmem_config_default();
     sc.k = ex->k;
     sc.views = ex->views == 0 ? MLOC_VIEWS_CLEAN : MLOC_VIEWS_PAIR;
     sc.batch = ex->metric_batch;
-    st = mloc_sslmem_compute(ctx, &e->ssl, f, g, &src, points, n, NULL, 0, &sc);
+    st = score_set(e, f, g, &src, &sc, e->split.candidate, e->split.n_candidate, ex->eval, "experiment-eval", NULL,
+                   0, &e->ssl);
     if (st != MLOC_OK) goto done;
+    const int64_t n = e->ssl.n;
     mloc_layermem_config lc = mloc_layermem_config_default();
     lc.norm = (mloc_score_norm)ex->score_norm;
     lc.n_random = ex->random;
@@ -139,26 +119,36 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
     st = mloc_layermem_table_make(ctx, &e->table, &e->ssl, &lc, NULL, 0);
     if (st != MLOC_OK) goto done;
     e->out_test = mloc_stats_ttest_1samp(e->ssl.out_score, e->ssl.n, 0.0, MLOC_ALT_GREATER);
-    st = control(e, f, g, &src, &sc, e->split.shared, e->split.n_shared, n, "experiment-control-shared",
-                 &e->ctl_shared, &e->n_ctl_shared);
+    /* the control: as many shared and independent points, at the output only */
+    const int out_tap = f->n_taps - 1;
+    st = score_set(e, f, g, &src, &sc, e->split.shared, e->split.n_shared, n, "experiment-control-shared", &out_tap,
+                   1, &e->ctl_shared);
     if (st == MLOC_OK)
-        st = control(e, f, g, &src, &sc, e->split.independent, e->split.n_independent, n,
-                     "experiment-control-independent", &e->ctl_indep, &e->n_ctl_indep);
+        st = score_set(e, f, g, &src, &sc, e->split.independent, e->split.n_independent, n,
+                       "experiment-control-independent", &out_tap, 1, &e->ctl_indep);
     if (st != MLOC_OK) goto done;
-    e->ctl_test = mloc_stats_ttest_ind(e->ssl.out_score, e->ssl.n, e->ctl_shared, e->n_ctl_shared, 0,
+    e->ctl_test = mloc_stats_ttest_ind(e->ssl.out_score, n, e->ctl_shared.out_score, e->ctl_shared.n, 0,
                                        MLOC_ALT_GREATER);
-    e->ctl_indep_test = mloc_stats_ttest_ind(e->ctl_shared, e->n_ctl_shared, e->ctl_indep, e->n_ctl_indep, 0,
-                                             MLOC_ALT_GREATER);
+    e->ctl_indep_test = mloc_stats_ttest_ind(e->ctl_shared.out_score, e->ctl_shared.n, e->ctl_indep.out_score,
+                                             e->ctl_indep.n, 0, MLOC_ALT_GREATER);
     mloc_metric_run run = {.command = "experiment", .f_path = e->f_path, .g_path = e->g_path,
                            .data_spec = e->train->data, .data_digest = e->data_digest,
                            .aug_preset = presets[e->train->aug], .aug = &aug, .aug_seed = ex->metric_seed,
                            .purpose = MLOC_PURPOSE_SSLMEM, .seed = ex->metric_seed,
                            .candidates = e->split.n_candidate};
     st = mloc_layermem_write(ctx, mdir, &e->ssl, &e->table, &run);
+    /* the control's points and scores, as `memloc sslmem` writes them */
+    mloc_metric_run crun = run;
+    crun.candidates = e->split.n_shared;
+    snprintf(sub, sizeof sub, "%s/control_shared", mdir);
+    if (st == MLOC_OK && e->ctl_shared.n) st = mloc_sslmem_write(ctx, sub, &e->ctl_shared, lc.norm, &crun);
+    crun.candidates = e->split.n_independent;
+    snprintf(sub, sizeof sub, "%s/control_independent", mdir);
+    if (st == MLOC_OK && e->ctl_indep.n) st = mloc_sslmem_write(ctx, sub, &e->ctl_indep, lc.norm, &crun);
     if (st != MLOC_OK) goto done;
 
     /* UnitMem of f over C_eval */
-    st = unitmem(e, &e->unit, f, &usrc, points, n);
+    st = unitmem(e, &e->unit, f, &usrc, e->ssl.points, n);
     if (st != MLOC_OK) goto done;
     mloc_metric_run urun = run;
     urun.g_path = NULL;
@@ -206,8 +196,6 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
 nomem:
     st = mloc_error(ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
 done:
-    free(pos);
-    free(points);
     free(top);
     free(least);
     mloc_model_free(f);

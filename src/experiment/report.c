@@ -111,6 +111,13 @@ typedef struct {
     char evidence[512];
 } finding;
 
+/* the verdict of finding `id` among f[0..n) */
+static int holds(const finding *f, int n, const char *id) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(f[i].id, id)) return f[i].holds;
+    return 0;
+}
+
 static int findings(const exp_state *e, finding *f) {
     const mloc_layermem_table *t = &e->table;
     const int T = t->n_taps;
@@ -125,16 +132,16 @@ static int findings(const exp_state *e, finding *f) {
     n++;
     /* 1b. the control: the same score on points f and g both trained on
      *     measures how f and g differ apart from the candidates */
-    const double ms = mloc_stats_mean(e->ctl_shared, e->n_ctl_shared);
-    const double mi = mloc_stats_mean(e->ctl_indep, e->n_ctl_indep);
+    const double ms = mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n);
+    const double mi = mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n);
     f[n].id = "memorization_vs_shared";
     f[n].claim = "The candidates are memorized beyond the difference between f and g: their SSLMem exceeds that of shared "
                  "points, which both encoders trained on (Welch one-sided t-test, p < 0.01)";
-    f[n].holds = e->n_ctl_shared > 1 && mean > ms && e->ctl_test.p < 0.01;
+    f[n].holds = e->ctl_shared.n > 1 && mean > ms && e->ctl_test.p < 0.01;
     snprintf(f[n].evidence, sizeof f[n].evidence,
              "mean SSLMem: candidates %.4g, shared %.4g (%" PRId64 "), independent %.4g (%" PRId64
              "); candidates vs shared t = %.3f (dof %.0f), p = %.3g",
-             mean, ms, e->n_ctl_shared, mi, e->n_ctl_indep, e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p);
+             mean, ms, e->ctl_shared.n, mi, e->ctl_indep.n, e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p);
     n++;
     /* 2. Top-50 above Least-50 at every tap */
     int above = 0;
@@ -267,9 +274,9 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                   "SSLMem at the output of points f and g both trained on (shared) and of points only g trained on "
                   "(independent), chosen as C_eval is; if f and g differed only by the candidates, the shared mean "
                   "would be 0 and the independent mean negative",
-                  "shared", "n", (json_int_t)e->n_ctl_shared, "mean", real(mloc_stats_mean(e->ctl_shared, e->n_ctl_shared)),
-                  "independent", "n", (json_int_t)e->n_ctl_indep, "mean",
-                  real(mloc_stats_mean(e->ctl_indep, e->n_ctl_indep)), "candidates_vs_shared", "t",
+                  "shared", "n", (json_int_t)e->ctl_shared.n, "mean", real(mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n)),
+                  "independent", "n", (json_int_t)e->ctl_indep.n, "mean",
+                  real(mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n)), "candidates_vs_shared", "t",
                   real(e->ctl_test.t), "dof", real(e->ctl_test.dof), "p", real(e->ctl_test.p), "test",
                   "Welch t-test, H1: candidates > shared", "shared_vs_independent", "t", real(e->ctl_indep_test.t),
                   "dof", real(e->ctl_indep_test.dof), "p", real(e->ctl_indep_test.p), "test",
@@ -334,11 +341,11 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     res->sslmem_mean = mloc_stats_mean(e->ssl.out_score, e->ssl.n);
     res->sslmem_t = e->out_test.t;
     res->sslmem_p = e->out_test.p;
-    res->memorization = fs[0].holds;
-    res->beyond_shared = fs[1].holds;
-    res->shared_mean = mloc_stats_mean(e->ctl_shared, e->n_ctl_shared);
+    res->memorization = holds(fs, nf, "memorization");
+    res->beyond_shared = holds(fs, nf, "memorization_vs_shared");
+    res->shared_mean = mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n);
     res->control_p = e->ctl_test.p;
-    res->top_exceeds_least = fs[2].holds;
+    res->top_exceeds_least = holds(fs, nf, "top_vs_least");
     /* the table as text, for the terminal */
     char top[32], dtop[32], least[32]; /* Top-50 etc. with the run's --top */
     snprintf(top, sizeof top, "Top-%" PRId64, t->n_top);
@@ -420,8 +427,8 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
                         "points: Welch t = %.3f, dof %.1f, one-sided p = %.3g; shared above independent: t = %.3f, p = %.3g. "
                         "Only the first comparison separates f's memorization of its candidates from the difference "
                         "between the two runs.</p>\n",
-                    e->n_ctl_shared, mloc_stats_mean(e->ctl_shared, e->n_ctl_shared), e->n_ctl_indep,
-                    mloc_stats_mean(e->ctl_indep, e->n_ctl_indep), e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p,
+                    e->ctl_shared.n, mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n), e->ctl_indep.n,
+                    mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n), e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p,
                     e->ctl_indep_test.t, e->ctl_indep_test.p);
 
     /* LayerMem table and chart */

@@ -66,7 +66,27 @@ for k in ("shared", "independent"):
     assert ca[k]["mean"] != 0 and abs(ca[k]["mean"] + cb[k]["mean"]) < 1e-6, (k, ca[k], cb[k])
 assert abs(a["sslmem_test"]["mean"] + b["sslmem_test"]["mean"]) < 1e-6
 f = {x["id"]: x for x in a["findings"]}["memorization_vs_shared"]
-assert ("p < 0.01" in f["claim"]) and f["holds"] == (ca["candidates_vs_shared"]["p"] < 0.01 and a["sslmem_test"]["mean"] > ca["shared"]["mean"])
+assert "p < 0.01" in f["claim"] and f["holds"] == (ca["candidates_vs_shared"]["p"] < 0.01 and a["sslmem_test"]["mean"] > ca["shared"]["mean"])
+PY
+# the control's points come from S_S (0:320) and S_I (360:400), and `memloc sslmem`
+# on those points (same seed, so the same views) gives the same scores
+python3 - "$TMP/w/metrics" "$TMP/pts" <<'PY' || fail "the control's points"
+import csv, sys
+for sub, lo, hi in (("control_shared", 0, 320), ("control_independent", 360, 400)):
+    idx = [int(r["index"]) for r in csv.DictReader(open(sys.argv[1] + "/" + sub + "/sslmem_points.csv"))]
+    assert len(idx) == 40 and len(set(idx)) == 40 and all(lo <= i < hi for i in idx), (sub, idx)
+    open(sys.argv[2] + "." + sub, "w").write(",".join(map(str, idx)))
+PY
+for sub in control_shared control_independent; do
+  "$BIN" sslmem --f "$TMP/e/f/model.safetensors" --g "$TMP/e/g/model.safetensors" --data synthetic:400:32x32x3:4 \
+    --candidates "$(cat "$TMP/pts.$sub")" --eval 0 --k 2 --quiet --out "$TMP/s_$sub" > /dev/null
+done
+python3 - "$TMP" <<'PY' || fail "the control differs from memloc sslmem on its points"
+import csv, sys
+for sub in ("control_shared", "control_independent"):
+    read = lambda p: {r["index"]: float(r["sslmem"]) for r in csv.DictReader(open(p))}
+    a, b = read(sys.argv[1] + "/w/metrics/" + sub + "/sslmem_points.csv"), read(sys.argv[1] + "/s_" + sub + "/sslmem_points.csv")
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-12 + 1e-9 * abs(b[k]) for k in a), sub
 PY
 
 # the report in a browser: every table and chart present and non-empty
