@@ -177,7 +177,7 @@ static void run_backend(mloc_ctx *ctx, mloc_backend be, const mloc_model_config 
     mloc_model_free(m);
 }
 
-void test_compare_backends(const mloc_model_config *cfg, int N, int threads) {
+void test_compare_backends(const mloc_model_config *cfg, int N, int threads, double entry_rtol) {
     mloc_ctx *ctx = test_ctx(threads);
     int64_t nx = (int64_t)N * cfg->in_channels * cfg->image_h * cfg->image_w;
     float *x = malloc(nx * sizeof(float));
@@ -222,20 +222,20 @@ void test_compare_backends(const mloc_model_config *cfg, int N, int threads) {
             for (int d = 0; d < 2; d++)
                 for (int64_t k = 0; k < e->numel; k++)
                     moved = fmax(moved, fabs(gp[d][e->offset + k] - g1[e->offset + k]));
-            /* 1e-4 of the tensor's scale plus 1% of the entry: two backends
-             * round differently, and where a pre-activation is within
-             * rounding of 0 their ReLU masks differ, which moves a gradient
-             * by one term (ResNet50's last BN bias: 0.5% of an entry); a
-             * wrong kernel is off by the gradient's own size. The budget widens to 10x
-             * what rounding moves it (two draws); a comparison that
-             * rounding alone moves by more than 20% of the tensor's scale
-             * could not tell a wrong kernel, and fails. */
+            /* 1e-4 of the tensor's scale plus entry_rtol of the entry (the
+             * caller's: where a pre-activation is within rounding of 0 the
+             * two backends' ReLU masks differ, which moves a gradient by
+             * one term, 0.5% of an entry in ResNet50's last BN bias); a
+             * wrong kernel is off by the gradient's own size. The budget
+             * widens to 10x what rounding moves it (two draws); a
+             * comparison that rounding alone moves by more than 20% of the
+             * tensor's scale could not tell a wrong kernel, and fails. */
             if (moved > 0.2 * scale) {
                 printf("%s: a relative 1e-6 on the input moves the gradient by %.3g of its scale %.3g: "
                        "the comparison is ill-conditioned\n", e->name, moved / scale, scale);
                 ok = 0;
             }
-            ok &= test_close_f32(e->name, g2 + e->offset, g1 + e->offset, e->numel, fmax(1e-4 * scale, 10 * moved), 1e-2);
+            ok &= test_close_f32(e->name, g2 + e->offset, g1 + e->offset, e->numel, fmax(1e-4 * scale, 10 * moved), entry_rtol);
         } else if (mloc_role_block(e->role) == MLOC_BLOCK_BUFFER) {
             ok &= test_close_f32(e->name, r2 + e->offset, r1 + e->offset, e->numel, 1e-5, 1e-4);
         }

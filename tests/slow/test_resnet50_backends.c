@@ -25,7 +25,8 @@ static void test_dnnl_matches_ref_resnet50(void **state) {
     cfg.image_h = cfg.image_w = 32;
     cfg.head_hidden = 64;
     cfg.head_out = 32;
-    test_compare_backends(&cfg, 16, 1);
+    /* a 50-layer net flips ReLU masks under rounding: 1% of an entry */
+    test_compare_backends(&cfg, 16, 1, 1e-2);
 }
 
 int main(void) {

@@ -338,7 +338,7 @@ static void test_dnnl_matches_ref_resnet18_cifar(void **state) {
     cfg.image_h = cfg.image_w = 16;
     cfg.head_hidden = 64;
     cfg.head_out = 32;
-    test_compare_backends(&cfg, 6, 1);
+    test_compare_backends(&cfg, 6, 1, 1e-3);
 }
 
 /* the ImageNet stem: 7x7 stride-2 conv1 and the padded 3x3 stride-2 maxpool */
@@ -349,7 +349,7 @@ static void test_dnnl_matches_ref_resnet18_imagenet(void **state) {
     cfg.image_h = cfg.image_w = 64;
     cfg.head_hidden = 64;
     cfg.head_out = 32;
-    test_compare_backends(&cfg, 4, 1);
+    test_compare_backends(&cfg, 4, 1, 1e-3);
 }
 
 /* gray input, classifier head, odd image size */
@@ -361,7 +361,7 @@ static void test_dnnl_matches_ref_resnet34_classifier(void **state) {
     cfg.image_h = cfg.image_w = 11;
     cfg.head = MLOC_HEAD_CLASSIFIER;
     cfg.head_out = 10;
-    test_compare_backends(&cfg, 4, 1);
+    test_compare_backends(&cfg, 4, 1, 1e-3);
 }
 
 /* A partial eval forward up to a tap equals the full forward's rows. */
