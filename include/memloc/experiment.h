@@ -71,6 +71,8 @@ typedef struct {
     double shared_mean, control_p;  /* the control: SSLMem of shared points; Welch p, candidates > shared */
     int beyond_shared;      /* candidates above shared points, p < 0.01 */
     int top_exceeds_least;  /* at every tap */
+    char beyond_taps[1024]; /* taps where candidates exceed shared points (p < 0.01), comma-separated */
+    int n_beyond_taps, n_taps;
     char report[4200];      /* path of report.html */
     char table[8192];       /* the LayerMem table as aligned text */
 } mloc_experiment_result;

@@ -171,6 +171,8 @@ static int run(int argc, char **argv, int demo) {
                res.shared_mean, res.control_p,
                res.beyond_shared ? "memorized beyond the difference between f and g"
                                  : "not separable from the difference between f and g");
+        printf("Candidates above shared points (p < 0.01) at %d of %d taps%s%s\n", res.n_beyond_taps, res.n_taps,
+               res.n_beyond_taps ? ": " : "", res.beyond_taps);
         printf("Top-%d above Least-%d at every tap: %s\n", ex.top, ex.top, res.top_exceeds_least ? "yes" : "no");
         printf("\nreport: %s\n", res.report);
     }

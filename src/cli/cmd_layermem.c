@@ -21,7 +21,7 @@
 /* ---- helpers shared by the metric commands (cmd_metrics.h) ------------------------ */
 
 metrics_input_opts metrics_cli_input_defaults(void) {
-    metrics_input_opts o = {.preset = "simclr", .strength = 1.0, .input_norm = "half", .compat = 0,
+    metrics_input_opts o = {.preset = "simclr", .strength = 1.0, .crop_scale_min = 0.08, .input_norm = "half", .compat = 0,
                             .fit = MLOC_EVAL_AUTO, .channels = MLOC_EVAL_AUTO};
     return o;
 }
@@ -41,6 +41,9 @@ int metrics_cli_input_option(const char *cmd, int opt, const char *arg, metrics_
         return 1;
     case OPT_AUG_STRENGTH:
         if (!cli_parse_double(cmd, "--aug-strength", arg, 0, 100, &o->strength)) return -1;
+        return 1;
+    case OPT_CROP_SCALE_MIN:
+        if (!cli_parse_double(cmd, "--crop-scale-min", arg, 1e-6, 1, &o->crop_scale_min)) return -1;
         return 1;
     case OPT_INPUT_NORM:
         if (cli_parse_choice(cmd, "--input-norm", arg, norms) < 0) return -1;
@@ -65,6 +68,7 @@ mloc_status metrics_cli_pipeline(mloc_ctx *ctx, const mloc_model *m, const metri
     MLOC_TRY(mloc_aug_preset_parse(ctx, o->preset, &ac.preset));
     MLOC_TRY(mloc_aug_norm_parse(ctx, o->input_norm, &ac.norm));
     ac.strength = (float)o->strength;
+    ac.crop_scale_min = (float)o->crop_scale_min;
     ac.compat_normalize_first = o->compat;
     if (m->cfg.image_h != m->cfg.image_w)
         return mloc_error(ctx, MLOC_ERR_UNSUPPORTED, "the encoder takes %dx%d images; the metrics' augmentations "

@@ -14,6 +14,7 @@
 typedef struct {
     const char *preset;      /* --aug none|simclr|unitmem; simclr (the training pipeline) */
     double strength;         /* --aug-strength, 1 */
+    double crop_scale_min;   /* --crop-scale-min, 0.08 (memloc train's option of the same name) */
     const char *input_norm;  /* --input-norm, half (mean 0.5, std 0.5) */
     int compat;              /* --compat-normalize-first */
     int fit;                 /* --fit auto|none|pad|resize (mloc_eval_data_options.fit) */
@@ -22,16 +23,18 @@ typedef struct {
 
 /* getopt ids of the shared flags; METRICS_INPUT_OPTIONS lists them for a
  * struct option table */
-enum { OPT_AUG = 900, OPT_AUG_STRENGTH, OPT_INPUT_NORM, OPT_COMPAT, OPT_FIT, OPT_CHANNELS };
+enum { OPT_AUG = 900, OPT_AUG_STRENGTH, OPT_CROP_SCALE_MIN, OPT_INPUT_NORM, OPT_COMPAT, OPT_FIT, OPT_CHANNELS };
 #define METRICS_INPUT_OPTIONS                                                          \
     {"aug", required_argument, 0, OPT_AUG},                                            \
         {"aug-strength", required_argument, 0, OPT_AUG_STRENGTH},                      \
+        {"crop-scale-min", required_argument, 0, OPT_CROP_SCALE_MIN},                  \
         {"input-norm", required_argument, 0, OPT_INPUT_NORM},                          \
         {"compat-normalize-first", no_argument, 0, OPT_COMPAT},                        \
         {"fit", required_argument, 0, OPT_FIT}, {"channels", required_argument, 0, OPT_CHANNELS}
 /* help lines of the shared flags */
 #define METRICS_INPUT_HELP                                                                          \
     "  --aug-strength S       colour-jitter strength multiplier [1]\n"                              \
+    "  --crop-scale-min S     smallest RandomResizedCrop area, as memloc train's [0.08]\n"           \
     "  --input-norm NAME      Normalize constants: half|cifar10|cifar100|stl10|imagenet [half]\n"   \
     "  --compat-normalize-first  normalise, then augment, as the reference code (FORMATS.md 3.7)\n" \
     "  --fit auto|none|pad|resize  make images the encoder's size (auto: zero-pad smaller ones)\n"   \

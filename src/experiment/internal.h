@@ -11,6 +11,13 @@
 #include "memloc/report.h"
 #include "memloc/stats.h"
 
+/* The control at one tap: mean SSLMem of the candidates (C_eval), shared
+ * and independent points, and Welch's one-sided test candidates > shared. */
+typedef struct {
+    double cand, shared, indep;
+    mloc_ttest test;
+} ctl_tap;
+
 typedef struct {
     mloc_ctx *ctx;
     const mloc_train_config *train;
@@ -25,11 +32,12 @@ typedef struct {
     mloc_layermem_table table;
     mloc_ttest out_test;               /* one-sided: mean SSLMem at the output > 0 */
     /* the control (SPEC 1: f and g differ by more than the candidates): SSLMem
-     * at the output of points both encoders trained on (S_S) and of points
+     * at every tap of points both encoders trained on (S_S) and of points
      * only g trained on (S_I), as many as C_eval, chosen with the metric seed */
     mloc_sslmem_result ctl_shared, ctl_indep;
-    mloc_ttest ctl_test;               /* Welch, one-sided: candidates > shared */
-    mloc_ttest ctl_indep_test;         /* Welch, one-sided: shared > independent */
+    mloc_ttest ctl_test;               /* Welch, one-sided: candidates > shared, at the output */
+    mloc_ttest ctl_indep_test;         /* Welch, one-sided: shared > independent, at the output */
+    ctl_tap *ctl_taps;                 /* per tap of ssl: the same comparison */
     mloc_unit_scores unit;             /* UnitMem of f over C_eval */
     mloc_unit_scores unit_top, unit_least;
     mloc_ttest *ttests;                /* per tap */

@@ -18,12 +18,14 @@ void mloc_experiment_state_free(exp_state *e) {
     mloc_unit_scores_free(&e->unit_top);
     mloc_unit_scores_free(&e->unit_least);
     free(e->ttests);
+    free(e->ctl_taps);
     mloc_sslmem_result_free(&e->ctl_shared);
     mloc_sslmem_result_free(&e->ctl_indep);
     free(e->pairs);
     free(e->mumax);
     json_decref(e->summary);
     e->ttests = NULL;
+    e->ctl_taps = NULL;
     e->pairs = NULL;
     e->mumax = NULL;
     e->summary = NULL;
@@ -52,6 +54,58 @@ static mloc_status score_set(exp_state *e, mloc_model *f, mloc_model *g, const m
     for (int64_t i = 0; st == MLOC_OK && i < n; i++) pos[i] = set[pos[i]];
     if (st == MLOC_OK) st = mloc_sslmem_compute(e->ctx, r, f, g, src, pos, n, taps, n_taps, sc);
     free(pos);
+    return st;
+}
+
+/* A column of an (n, T) score matrix. */
+static double *column(const mloc_sslmem_result *r, int l) {
+    double *c = malloc((size_t)(r->n ? r->n : 1) * sizeof *c);
+    for (int64_t i = 0; c && i < r->n; i++) c[i] = r->score[i * r->n_taps + l];
+    return c;
+}
+
+/* The control's tests: at the output (candidates > shared > independent) and
+ * per tap (candidates > shared). */
+static mloc_status control_tests(exp_state *e) {
+    const mloc_sslmem_result *c = &e->ssl, *s = &e->ctl_shared, *in = &e->ctl_indep;
+    e->ctl_test = mloc_stats_ttest_ind(c->out_score, c->n, s->out_score, s->n, 0, MLOC_ALT_GREATER);
+    e->ctl_indep_test = mloc_stats_ttest_ind(s->out_score, s->n, in->out_score, in->n, 0, MLOC_ALT_GREATER);
+    const int T = c->n_taps;
+    e->ctl_taps = calloc((size_t)T, sizeof *e->ctl_taps);
+    if (!e->ctl_taps) return mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
+    for (int l = 0; l < T; l++) {
+        ctl_tap *ct = &e->ctl_taps[l];
+        ct->cand = ct->shared = ct->indep = NAN;
+        ct->test = (mloc_ttest){NAN, NAN, NAN};
+    }
+    if (!s->n) return MLOC_OK; /* no shared points: nothing to compare */
+    if (s->n_taps != T || (in->n && in->n_taps != T))
+        return mloc_error(e->ctx, MLOC_ERR_INTERNAL, "experiment: the control has other taps than C_eval");
+    for (int l = 0; l < T; l++) {
+        double *a = column(c, l), *b = column(s, l), *d = column(in, l);
+        if (!a || !b || !d) {
+            free(a), free(b), free(d);
+            return mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
+        }
+        ctl_tap *ct = &e->ctl_taps[l];
+        ct->cand = mloc_stats_mean(a, c->n);
+        ct->shared = mloc_stats_mean(b, s->n);
+        ct->indep = in->n ? mloc_stats_mean(d, in->n) : NAN;
+        ct->test = mloc_stats_ttest_ind(a, c->n, b, s->n, 0, MLOC_ALT_GREATER);
+        free(a), free(b), free(d);
+    }
+    return MLOC_OK;
+}
+
+/* A control set's scores at every tap, written as `memloc layermem` writes
+ * them for the same points (its table too: LayerMem of these points). */
+static mloc_status control_write(exp_state *e, const char *dir, const mloc_sslmem_result *r,
+                                 const mloc_layermem_config *lc, const mloc_metric_run *run) {
+    if (!r->n) return MLOC_OK;
+    mloc_layermem_table t;
+    mloc_status st = mloc_layermem_table_make(e->ctx, &t, r, lc, NULL, 0);
+    if (st == MLOC_OK) st = mloc_layermem_write(e->ctx, dir, r, &t, run);
+    mloc_layermem_table_free(&t);
     return st;
 }
 
@@ -119,32 +173,28 @@ mloc_status mloc_experiment_metrics(exp_state *e) {
     st = mloc_layermem_table_make(ctx, &e->table, &e->ssl, &lc, NULL, 0);
     if (st != MLOC_OK) goto done;
     e->out_test = mloc_stats_ttest_1samp(e->ssl.out_score, e->ssl.n, 0.0, MLOC_ALT_GREATER);
-    /* the control: as many shared and independent points, at the output only */
-    const int out_tap = f->n_taps - 1;
-    st = score_set(e, f, g, &src, &sc, e->split.shared, e->split.n_shared, n, "experiment-control-shared", &out_tap,
-                   1, &e->ctl_shared);
+    /* the control: as many shared and independent points, every tap */
+    st = score_set(e, f, g, &src, &sc, e->split.shared, e->split.n_shared, n, "experiment-control-shared", NULL, 0,
+                   &e->ctl_shared);
     if (st == MLOC_OK)
         st = score_set(e, f, g, &src, &sc, e->split.independent, e->split.n_independent, n,
-                       "experiment-control-independent", &out_tap, 1, &e->ctl_indep);
+                       "experiment-control-independent", NULL, 0, &e->ctl_indep);
+    if (st == MLOC_OK) st = control_tests(e);
     if (st != MLOC_OK) goto done;
-    e->ctl_test = mloc_stats_ttest_ind(e->ssl.out_score, n, e->ctl_shared.out_score, e->ctl_shared.n, 0,
-                                       MLOC_ALT_GREATER);
-    e->ctl_indep_test = mloc_stats_ttest_ind(e->ctl_shared.out_score, e->ctl_shared.n, e->ctl_indep.out_score,
-                                             e->ctl_indep.n, 0, MLOC_ALT_GREATER);
     mloc_metric_run run = {.command = "experiment", .f_path = e->f_path, .g_path = e->g_path,
                            .data_spec = e->train->data, .data_digest = e->data_digest,
                            .aug_preset = presets[e->train->aug], .aug = &aug, .aug_seed = ex->metric_seed,
                            .purpose = MLOC_PURPOSE_SSLMEM, .seed = ex->metric_seed,
                            .candidates = e->split.n_candidate};
     st = mloc_layermem_write(ctx, mdir, &e->ssl, &e->table, &run);
-    /* the control's points and scores, as `memloc sslmem` writes them */
+    /* the control's points and scores, as `memloc layermem` writes them */
     mloc_metric_run crun = run;
     crun.candidates = e->split.n_shared;
     snprintf(sub, sizeof sub, "%s/control_shared", mdir);
-    if (st == MLOC_OK && e->ctl_shared.n) st = mloc_sslmem_write(ctx, sub, &e->ctl_shared, lc.norm, &crun);
+    if (st == MLOC_OK) st = control_write(e, sub, &e->ctl_shared, &lc, &crun);
     crun.candidates = e->split.n_independent;
     snprintf(sub, sizeof sub, "%s/control_independent", mdir);
-    if (st == MLOC_OK && e->ctl_indep.n) st = mloc_sslmem_write(ctx, sub, &e->ctl_indep, lc.norm, &crun);
+    if (st == MLOC_OK) st = control_write(e, sub, &e->ctl_indep, &lc, &crun);
     if (st != MLOC_OK) goto done;
 
     /* UnitMem of f over C_eval */

@@ -118,6 +118,20 @@ static int holds(const finding *f, int n, const char *id) {
     return 0;
 }
 
+/* The taps at which the candidates exceed the shared points (Welch,
+ * one-sided p < 0.01), comma-separated into out; returns their number. */
+static int beyond_taps(const exp_state *e, char *out, size_t size) {
+    int k = 0;
+    out[0] = 0;
+    for (int l = 0; e->ctl_taps && l < e->ssl.n_taps; l++) {
+        const ctl_tap *c = &e->ctl_taps[l];
+        if (!(c->cand > c->shared && c->test.p < 0.01)) continue;
+        const size_t len = strlen(out);
+        snprintf(out + len, size - len, "%s%s", k++ ? ", " : "", e->ssl.tap_names[l]);
+    }
+    return k;
+}
+
 static int findings(const exp_state *e, finding *f) {
     const mloc_layermem_table *t = &e->table;
     const int T = t->n_taps;
@@ -149,7 +163,25 @@ static int findings(const exp_state *e, finding *f) {
     f[n].id = "top_vs_least";
     f[n].claim = "LayerMem of the Top-50 exceeds that of the Least-50 at every tap (paper, Table 1)";
     f[n].holds = above == T;
-    snprintf(f[n].evidence, sizeof f[n].evidence, "at %d of %d taps", above, T);
+    {
+        /* where the Top-50 miss, is there memorization to rank by? */
+        char miss[256] = "";
+        int n_miss = 0, miss_flat = 0;
+        for (int l = 0; l < T; l++) {
+            if (t->top[l] > t->least[l]) continue;
+            const ctl_tap *c = e->ctl_taps ? &e->ctl_taps[l] : NULL;
+            miss_flat += c && !(c->cand > c->shared && c->test.p < 0.01);
+            const size_t len = strlen(miss);
+            snprintf(miss + len, sizeof miss - len, "%s%s", n_miss++ ? ", " : "", e->ssl.tap_names[l]);
+        }
+        if (n_miss)
+            snprintf(f[n].evidence, sizeof f[n].evidence,
+                     "at %d of %d taps; not at %s (%d of them without memorization beyond the difference between f "
+                     "and g: candidates not above shared points at p < 0.01)",
+                     above, T, miss, miss_flat);
+        else
+            snprintf(f[n].evidence, sizeof f[n].evidence, "at %d of %d taps", above, T);
+    }
     n++;
     /* 3. memorization grows with depth: the last tap above the first, and a
      *    positive rank correlation of LayerMem with depth */
@@ -271,9 +303,9 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     json_object_set_new(
         s, "sslmem_control",
         json_pack("{s:s, s:{s:I, s:o}, s:{s:I, s:o}, s:{s:o, s:o, s:o, s:s}, s:{s:o, s:o, s:o, s:s}}", "about",
-                  "SSLMem at the output of points f and g both trained on (shared) and of points only g trained on "
-                  "(independent), chosen as C_eval is; if f and g differed only by the candidates, the shared mean "
-                  "would be 0 and the independent mean negative",
+                  "SSLMem of points f and g both trained on (shared) and of points only g trained on "
+                  "(independent), chosen as C_eval is, at the output (here) and every tap (taps); if f and g differed "
+                  "only by the candidates, the shared mean would be 0 and the independent mean negative",
                   "shared", "n", (json_int_t)e->ctl_shared.n, "mean", real(mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n)),
                   "independent", "n", (json_int_t)e->ctl_indep.n, "mean",
                   real(mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n)), "candidates_vs_shared", "t",
@@ -281,6 +313,20 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                   "Welch t-test, H1: candidates > shared", "shared_vs_independent", "t", real(e->ctl_indep_test.t),
                   "dof", real(e->ctl_indep_test.dof), "p", real(e->ctl_indep_test.p), "test",
                   "Welch t-test, H1: shared > independent"));
+    json_t *ct = json_array();
+    for (int l = 0; e->ctl_taps && l < t->n_taps; l++) {
+        const ctl_tap *c = &e->ctl_taps[l];
+        json_array_append_new(ct, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "tap", e->ssl.tap_names[l],
+                                            "candidates", real(c->cand), "shared", real(c->shared), "independent",
+                                            real(c->indep), "excess", real(c->cand - c->shared), "t", real(c->test.t),
+                                            "dof", real(c->test.dof), "p", real(c->test.p)));
+    }
+    json_t *control = json_object_get(s, "sslmem_control");
+    json_object_set_new(control, "taps", ct);
+    json_object_set_new(control, "taps_about",
+                        json_string("per tap: mean SSLMem of the candidates, shared and independent points; excess = "
+                                    "candidates - shared, the candidates' memorization beyond the difference between "
+                                    "f and g at that tap; Welch t-test, H1: candidates > shared"));
     json_t *lm = json_array();
     for (int l = 0; l < t->n_taps; l++)
         json_array_append_new(lm, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "tap", e->ssl.tap_names[l], "layermem",
@@ -346,6 +392,8 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     res->shared_mean = mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n);
     res->control_p = e->ctl_test.p;
     res->top_exceeds_least = holds(fs, nf, "top_vs_least");
+    res->n_beyond_taps = beyond_taps(e, res->beyond_taps, sizeof res->beyond_taps);
+    res->n_taps = t->n_taps;
     /* the table as text, for the terminal */
     char top[32], dtop[32], least[32]; /* Top-50 etc. with the run's --top */
     snprintf(top, sizeof top, "Top-%" PRId64, t->n_top);
@@ -430,6 +478,40 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
                     e->ctl_shared.n, mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n), e->ctl_indep.n,
                     mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n), e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p,
                     e->ctl_indep_test.t, e->ctl_indep_test.p);
+
+    /* the control per tap: where the candidates are memorized beyond the runs' difference */
+    if (e->ctl_taps && e->ctl_shared.n) {
+        char where[1024];
+        const int k = beyond_taps(e, where, sizeof where);
+        mloc_buf_printf(&b, "<h3 id=\"sslmem-control-taps\">Control per tap: memorization beyond the difference between "
+                            "f and g</h3>\n<p class=\"muted\">Mean SSLMem per tap of the %" PRId64 " candidates, %" PRId64
+                            " shared and %" PRId64 " independent points (raw, not normalised); excess = candidates − "
+                            "shared; Welch one-sided test candidates &gt; shared. Where the excess is not significant, "
+                            "the tap shows no memorization of the candidates that the two runs' difference does not "
+                            "explain, and its Top-%" PRId64 " / Least-%" PRId64 " comparison ranks noise. Candidates "
+                            "above shared points (p &lt; 0.01) at %d of %d taps%s",
+                        e->ssl.n, e->ctl_shared.n, e->ctl_indep.n, t->n_top, t->n_top, k, T, k ? ": " : ".");
+        if (k) {
+            mloc_buf_escape(&b, where);
+            mloc_buf_puts(&b, ".");
+        }
+        mloc_buf_puts(&b, "</p><table><tr><th>tap</th><th>candidates</th><th>shared</th><th>independent</th>"
+                          "<th>excess</th><th>t</th><th>p</th></tr>");
+        for (int l = 0; l < T; l++) {
+            const ctl_tap *c = &e->ctl_taps[l];
+            mloc_buf_puts(&b, "<tr><td>");
+            mloc_buf_escape(&b, e->ssl.tap_names[l]);
+            mloc_buf_puts(&b, "</td>");
+            cell(&b, c->cand, "%.5f");
+            cell(&b, c->shared, "%.5f");
+            cell(&b, c->indep, "%.5f");
+            cell(&b, c->cand - c->shared, "%+.5f");
+            cell(&b, c->test.t, "%.2f");
+            cell(&b, c->test.p, "%.3g");
+            mloc_buf_puts(&b, "</tr>");
+        }
+        mloc_buf_puts(&b, "</table>\n");
+    }
 
     /* LayerMem table and chart */
     mloc_buf_puts(&b, "<h2 id=\"layermem\">LayerMem per tap (the paper's Table 1)</h2>\n");

@@ -67,26 +67,67 @@ for k in ("shared", "independent"):
 assert abs(a["sslmem_test"]["mean"] + b["sslmem_test"]["mean"]) < 1e-6
 f = {x["id"]: x for x in a["findings"]}["memorization_vs_shared"]
 assert "p < 0.01" in f["claim"] and f["holds"] == (ca["candidates_vs_shared"]["p"] < 0.01 and a["sslmem_test"]["mean"] > ca["shared"]["mean"])
+# per tap: every tap, the output's row equal to the output's figures, the
+# excess their difference, and with f and g exchanged every mean flips sign
+taps = [r["tap"] for r in a["layermem"]]
+assert [r["tap"] for r in ca["taps"]] == taps and len(taps) == 10, ca["taps"]
+out = ca["taps"][-1]
+assert abs(out["shared"] - ca["shared"]["mean"]) < 1e-12 and abs(out["candidates"] - a["sslmem_test"]["mean"]) < 1e-12
+assert abs(out["p"] - ca["candidates_vs_shared"]["p"]) < 1e-12, (out, ca["candidates_vs_shared"])
+for ra, rb in zip(ca["taps"], cb["taps"]):
+    assert abs(ra["excess"] - (ra["candidates"] - ra["shared"])) < 1e-12, ra
+    for k in ("candidates", "shared", "independent"):
+        assert abs(ra[k] + rb[k]) < 1e-9, (k, ra, rb)
 PY
-# the control's points come from S_S (0:320) and S_I (360:400), and `memloc sslmem`
-# on those points (same seed, so the same views) gives the same scores
+# the control's points come from S_S (0:320) and S_I (360:400), and `memloc layermem`
+# on those points (same seed, so the same views) gives the same scores at every tap;
+# the per-tap means of the summary are the means of those columns
 python3 - "$TMP/w/metrics" "$TMP/pts" <<'PY' || fail "the control's points"
 import csv, sys
 for sub, lo, hi in (("control_shared", 0, 320), ("control_independent", 360, 400)):
-    idx = [int(r["index"]) for r in csv.DictReader(open(sys.argv[1] + "/" + sub + "/sslmem_points.csv"))]
+    idx = [int(r["index"]) for r in csv.DictReader(open(sys.argv[1] + "/" + sub + "/layermem_points.csv"))]
     assert len(idx) == 40 and len(set(idx)) == 40 and all(lo <= i < hi for i in idx), (sub, idx)
     open(sys.argv[2] + "." + sub, "w").write(",".join(map(str, idx)))
 PY
 for sub in control_shared control_independent; do
-  "$BIN" sslmem --f "$TMP/e/f/model.safetensors" --g "$TMP/e/g/model.safetensors" --data synthetic:400:32x32x3:4 \
-    --candidates "$(cat "$TMP/pts.$sub")" --eval 0 --k 2 --quiet --out "$TMP/s_$sub" > /dev/null
+  "$BIN" layermem --f "$TMP/e/f/model.safetensors" --g "$TMP/e/g/model.safetensors" --data synthetic:400:32x32x3:4 \
+    --candidates "$(cat "$TMP/pts.$sub")" --eval 0 --k 2 --top 10 --random 20 --quiet --out "$TMP/s_$sub" > /dev/null
 done
-python3 - "$TMP" <<'PY' || fail "the control differs from memloc sslmem on its points"
+python3 - "$TMP" <<'PY' || fail "the control differs from memloc layermem on its points"
+import csv, json, sys
+ctl = json.load(open(sys.argv[1] + "/w/summary.json"))["sslmem_control"]
+for sub, key in (("control_shared", "shared"), ("control_independent", "independent")):
+    read = lambda p: {r["index"]: r for r in csv.DictReader(open(p))}
+    a, b = read(sys.argv[1] + "/w/metrics/" + sub + "/layermem_points.csv"), read(sys.argv[1] + "/s_" + sub + "/layermem_points.csv")
+    assert a.keys() == b.keys(), sub
+    cols = [c for c in next(iter(a.values())) if c not in ("index", "rank")]
+    assert len(cols) == 11, cols  # sslmem_out and the 10 taps
+    for k in a:
+        for c in cols:
+            x, y = float(a[k][c]), float(b[k][c])
+            assert abs(x - y) <= 1e-12 + 1e-9 * abs(y), (sub, k, c, x, y)
+    for row in ctl["taps"]:
+        mean = sum(float(r[row["tap"]]) for r in a.values()) / len(a)
+        assert abs(mean - row[key]) <= 1e-9 * max(1e-3, abs(mean)), (sub, row, mean)
+PY
+
+# the metric commands take the training's crop scale, so an experiment trained with
+# --crop-scale-min is reproduced by memloc layermem with it (and not without it)
+"$BIN" experiment --data synthetic:400:32x32x3:4 --f "$TMP/e/f/model.safetensors" --g "$TMP/e/g/model.safetensors" \
+  --crop-scale-min 0.6 --eval 40 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10 --quiet --out "$TMP/c" > /dev/null
+pts=$(python3 -c 'import csv,sys; print(",".join(r["index"] for r in csv.DictReader(open(sys.argv[1]))))' \
+  "$TMP/c/metrics/layermem_points.csv")
+for crop in 0.6 0.08; do
+  "$BIN" layermem --f "$TMP/e/f/model.safetensors" --g "$TMP/e/g/model.safetensors" --data synthetic:400:32x32x3:4 \
+    --candidates "$pts" --eval 0 --k 2 --top 10 --random 20 --crop-scale-min $crop --quiet --out "$TMP/c$crop" > /dev/null
+done
+python3 - "$TMP" <<'PY' || fail "memloc layermem --crop-scale-min does not reproduce the experiment's scores"
 import csv, sys
-for sub in ("control_shared", "control_independent"):
-    read = lambda p: {r["index"]: float(r["sslmem"]) for r in csv.DictReader(open(p))}
-    a, b = read(sys.argv[1] + "/w/metrics/" + sub + "/sslmem_points.csv"), read(sys.argv[1] + "/s_" + sub + "/sslmem_points.csv")
-    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-12 + 1e-9 * abs(b[k]) for k in a), sub
+read = lambda p: {r["index"]: float(r["sslmem_out"]) for r in csv.DictReader(open(p))}
+c, same, other = (read(sys.argv[1] + d + "/layermem_points.csv") for d in ("/c/metrics", "/c0.6", "/c0.08"))
+assert c.keys() == same.keys() == other.keys()
+assert all(abs(c[k] - same[k]) <= 1e-12 + 1e-9 * abs(c[k]) for k in c)
+assert sum(abs(c[k] - other[k]) > 1e-6 for k in c) > len(c) // 2
 PY
 
 # the report in a browser: every table and chart present and non-empty
@@ -94,10 +135,10 @@ command -v chromium >/dev/null || fail "chromium is not installed (scripts/insta
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --user-data-dir="$TMP/chrome" --dump-dom "file://$TMP/e/report.html" \
   > "$TMP/dom.html" 2> "$TMP/chrome.log" || fail "chromium failed: $(tail -3 "$TMP/chrome.log")"
-# tables: findings, LayerMem, UnitMem, mu_max, t-test, variants, train options, experiment options;
+# tables: findings, control per tap, LayerMem, UnitMem, mu_max, t-test, variants, train options, experiment options;
 # charts: 2 LayerMem lines, 10 UnitMem histograms, bars, scatter, 2 heat maps, 2 training curves
-python3 "$SRC/tests/e2e/check_dom.py" "$TMP/dom.html" --tables 8 --charts 18 \
-  --require findings sslmem-test sslmem-control layermem unitmem mumax scatter consistency ttest training config \
+python3 "$SRC/tests/e2e/check_dom.py" "$TMP/dom.html" --tables 9 --charts 18 \
+  --require findings sslmem-test sslmem-control sslmem-control-taps layermem unitmem mumax scatter consistency ttest training config \
   || fail "report DOM check"
 grep -q "reproduced" "$TMP/dom.html" || fail "no findings verdicts in the report"
 
