@@ -70,9 +70,11 @@ typedef struct {
     int memorization;       /* mean > 0 and p < 0.01 */
     double shared_mean, control_p;  /* the control: SSLMem of shared points; Welch p, candidates > shared */
     int beyond_shared;      /* candidates above shared points, p < 0.01 */
+    double indep_mean, indep_p;     /* independent points' SSLMem; Welch p, candidates > independent */
+    int beyond_independent; /* candidates above independent points, p < 0.01 */
     int top_exceeds_least;  /* at every tap */
-    char beyond_taps[1024]; /* taps where candidates exceed shared points (p < 0.01), comma-separated */
-    int n_beyond_taps, n_taps;
+    char memorized_taps[1024]; /* taps where candidates exceed independent points (p < 0.01), comma-separated */
+    int n_memorized_taps, n_taps;
     char report[4200];      /* path of report.html */
     char table[8192];       /* the LayerMem table as aligned text */
 } mloc_experiment_result;

@@ -12,10 +12,12 @@
 #include "memloc/stats.h"
 
 /* The control at one tap: mean SSLMem of the candidates (C_eval), shared
- * and independent points, and Welch's one-sided test candidates > shared. */
+ * and independent points, and Welch's one-sided tests candidates > shared
+ * (f's memorization of its candidates) and candidates > independent (f's plus
+ * g's of its independent points). In both the f-g difference cancels. */
 typedef struct {
     double cand, shared, indep;
-    mloc_ttest test;
+    mloc_ttest test, test_ci;
 } ctl_tap;
 
 typedef struct {
@@ -37,6 +39,7 @@ typedef struct {
     mloc_sslmem_result ctl_shared, ctl_indep;
     mloc_ttest ctl_test;               /* Welch, one-sided: candidates > shared, at the output */
     mloc_ttest ctl_indep_test;         /* Welch, one-sided: shared > independent, at the output */
+    mloc_ttest ctl_ci_test;            /* Welch, one-sided: candidates > independent, at the output */
     ctl_tap *ctl_taps;                 /* per tap of ssl: the same comparison */
     mloc_unit_scores unit;             /* UnitMem of f over C_eval */
     mloc_unit_scores unit_top, unit_least;

@@ -64,22 +64,17 @@ static double *column(const mloc_sslmem_result *r, int l) {
     return c;
 }
 
-/* The control's tests: at the output (candidates > shared > independent) and
- * per tap (candidates > shared). */
+/* The control's tests, at the output and per tap: candidates > shared,
+ * shared > independent (output only), candidates > independent. */
 static mloc_status control_tests(exp_state *e) {
     const mloc_sslmem_result *c = &e->ssl, *s = &e->ctl_shared, *in = &e->ctl_indep;
     e->ctl_test = mloc_stats_ttest_ind(c->out_score, c->n, s->out_score, s->n, 0, MLOC_ALT_GREATER);
     e->ctl_indep_test = mloc_stats_ttest_ind(s->out_score, s->n, in->out_score, in->n, 0, MLOC_ALT_GREATER);
+    e->ctl_ci_test = mloc_stats_ttest_ind(c->out_score, c->n, in->out_score, in->n, 0, MLOC_ALT_GREATER);
     const int T = c->n_taps;
     e->ctl_taps = calloc((size_t)T, sizeof *e->ctl_taps);
     if (!e->ctl_taps) return mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
-    for (int l = 0; l < T; l++) {
-        ctl_tap *ct = &e->ctl_taps[l];
-        ct->cand = ct->shared = ct->indep = NAN;
-        ct->test = (mloc_ttest){NAN, NAN, NAN};
-    }
-    if (!s->n) return MLOC_OK; /* no shared points: nothing to compare */
-    if (s->n_taps != T || (in->n && in->n_taps != T))
+    if ((s->n && s->n_taps != T) || (in->n && in->n_taps != T))
         return mloc_error(e->ctx, MLOC_ERR_INTERNAL, "experiment: the control has other taps than C_eval");
     for (int l = 0; l < T; l++) {
         double *a = column(c, l), *b = column(s, l), *d = column(in, l);
@@ -88,10 +83,17 @@ static mloc_status control_tests(exp_state *e) {
             return mloc_error(e->ctx, MLOC_ERR_NOMEM, "experiment: out of memory");
         }
         ctl_tap *ct = &e->ctl_taps[l];
+        ct->shared = ct->indep = NAN;
+        ct->test = ct->test_ci = (mloc_ttest){NAN, NAN, NAN};
         ct->cand = mloc_stats_mean(a, c->n);
-        ct->shared = mloc_stats_mean(b, s->n);
-        ct->indep = in->n ? mloc_stats_mean(d, in->n) : NAN;
-        ct->test = mloc_stats_ttest_ind(a, c->n, b, s->n, 0, MLOC_ALT_GREATER);
+        if (s->n) {
+            ct->shared = mloc_stats_mean(b, s->n);
+            ct->test = mloc_stats_ttest_ind(a, c->n, b, s->n, 0, MLOC_ALT_GREATER);
+        }
+        if (in->n) {
+            ct->indep = mloc_stats_mean(d, in->n);
+            ct->test_ci = mloc_stats_ttest_ind(a, c->n, d, in->n, 0, MLOC_ALT_GREATER);
+        }
         free(a), free(b), free(d);
     }
     return MLOC_OK;

@@ -118,14 +118,19 @@ static int holds(const finding *f, int n, const char *id) {
     return 0;
 }
 
-/* The taps at which the candidates exceed the shared points (Welch,
- * one-sided p < 0.01), comma-separated into out; returns their number. */
-static int beyond_taps(const exp_state *e, char *out, size_t size) {
+/* Memorized at tap l, with the f-g difference cancelled: the candidates'
+ * SSLMem above the independent points' (Welch, one-sided p < 0.01). */
+static int memorized_at(const exp_state *e, int l) {
+    const ctl_tap *c = e->ctl_taps ? &e->ctl_taps[l] : NULL;
+    return c && c->cand > c->indep && c->test_ci.p < 0.01;
+}
+
+/* The taps memorized_at, comma-separated into out; returns their number. */
+static int memorized_taps(const exp_state *e, char *out, size_t size) {
     int k = 0;
     out[0] = 0;
     for (int l = 0; e->ctl_taps && l < e->ssl.n_taps; l++) {
-        const ctl_tap *c = &e->ctl_taps[l];
-        if (!(c->cand > c->shared && c->test.p < 0.01)) continue;
+        if (!memorized_at(e, l)) continue;
         const size_t len = strlen(out);
         snprintf(out + len, size - len, "%s%s", k++ ? ", " : "", e->ssl.tap_names[l]);
     }
@@ -157,6 +162,18 @@ static int findings(const exp_state *e, finding *f) {
              "); candidates vs shared t = %.3f (dof %.0f), p = %.3g",
              mean, ms, e->ctl_shared.n, mi, e->ctl_indep.n, e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p);
     n++;
+    /* 1c. candidates against independent points: f's memorization of its
+     *     candidates plus g's of its independent points; the difference
+     *     between the runs cancels, so both roles count */
+    f[n].id = "memorization_vs_independent";
+    f[n].claim = "Each encoder memorizes the points only it trained on: SSLMem of the candidates exceeds that of the "
+                 "independent points, a difference in which f's memorization and g's add and the difference between f "
+                 "and g cancels (Welch one-sided t-test, p < 0.01)";
+    f[n].holds = e->ctl_indep.n > 1 && mean > mi && e->ctl_ci_test.p < 0.01;
+    snprintf(f[n].evidence, sizeof f[n].evidence,
+             "mean SSLMem: candidates %.4g, independent %.4g (%" PRId64 "); difference %.4g, t = %.3f (dof %.0f), p = %.3g",
+             mean, mi, e->ctl_indep.n, mean - mi, e->ctl_ci_test.t, e->ctl_ci_test.dof, e->ctl_ci_test.p);
+    n++;
     /* 2. Top-50 above Least-50 at every tap */
     int above = 0;
     for (int l = 0; l < T; l++) above += t->top[l] > t->least[l];
@@ -169,15 +186,14 @@ static int findings(const exp_state *e, finding *f) {
         int n_miss = 0, miss_flat = 0;
         for (int l = 0; l < T; l++) {
             if (t->top[l] > t->least[l]) continue;
-            const ctl_tap *c = e->ctl_taps ? &e->ctl_taps[l] : NULL;
-            miss_flat += c && !(c->cand > c->shared && c->test.p < 0.01);
+            miss_flat += e->ctl_taps && !memorized_at(e, l);
             const size_t len = strlen(miss);
             snprintf(miss + len, sizeof miss - len, "%s%s", n_miss++ ? ", " : "", e->ssl.tap_names[l]);
         }
         if (n_miss)
             snprintf(f[n].evidence, sizeof f[n].evidence,
-                     "at %d of %d taps; not at %s (%d of them without memorization beyond the difference between f "
-                     "and g: candidates not above shared points at p < 0.01)",
+                     "at %d of %d taps; not at %s (%d of them without measurable memorization: candidates not above "
+                     "independent points at p < 0.01)",
                      above, T, miss, miss_flat);
         else
             snprintf(f[n].evidence, sizeof f[n].evidence, "at %d of %d taps", above, T);
@@ -302,7 +318,9 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                                   "one-sample t-test, H1: mean SSLMem > 0"));
     json_object_set_new(
         s, "sslmem_control",
-        json_pack("{s:s, s:{s:I, s:o}, s:{s:I, s:o}, s:{s:o, s:o, s:o, s:s}, s:{s:o, s:o, s:o, s:s}}", "about",
+        json_pack("{s:s, s:{s:I, s:o}, s:{s:I, s:o}, s:{s:o, s:o, s:o, s:s}, s:{s:o, s:o, s:o, s:s}, "
+                  "s:{s:o, s:o, s:o, s:s}}",
+                  "about",
                   "SSLMem of points f and g both trained on (shared) and of points only g trained on "
                   "(independent), chosen as C_eval is, at the output (here) and every tap (taps); if f and g differed "
                   "only by the candidates, the shared mean would be 0 and the independent mean negative",
@@ -312,21 +330,29 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                   real(e->ctl_test.t), "dof", real(e->ctl_test.dof), "p", real(e->ctl_test.p), "test",
                   "Welch t-test, H1: candidates > shared", "shared_vs_independent", "t", real(e->ctl_indep_test.t),
                   "dof", real(e->ctl_indep_test.dof), "p", real(e->ctl_indep_test.p), "test",
-                  "Welch t-test, H1: shared > independent"));
+                  "Welch t-test, H1: shared > independent", "candidates_vs_independent", "t", real(e->ctl_ci_test.t),
+                  "dof", real(e->ctl_ci_test.dof), "p", real(e->ctl_ci_test.p), "test",
+                  "Welch t-test, H1: candidates > independent"));
     json_t *ct = json_array();
     for (int l = 0; e->ctl_taps && l < t->n_taps; l++) {
         const ctl_tap *c = &e->ctl_taps[l];
-        json_array_append_new(ct, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "tap", e->ssl.tap_names[l],
-                                            "candidates", real(c->cand), "shared", real(c->shared), "independent",
-                                            real(c->indep), "excess", real(c->cand - c->shared), "t", real(c->test.t),
-                                            "dof", real(c->test.dof), "p", real(c->test.p)));
+        json_array_append_new(ct, json_pack("{s:s, s:o, s:o, s:o, s:{s:o, s:o, s:o, s:o}, s:{s:o, s:o, s:o, s:o}, s:b}",
+                                            "tap", e->ssl.tap_names[l], "candidates", real(c->cand), "shared",
+                                            real(c->shared), "independent", real(c->indep), "vs_shared", "excess",
+                                            real(c->cand - c->shared), "t", real(c->test.t), "dof", real(c->test.dof),
+                                            "p", real(c->test.p), "vs_independent", "excess",
+                                            real(c->cand - c->indep), "t", real(c->test_ci.t), "dof",
+                                            real(c->test_ci.dof), "p", real(c->test_ci.p), "memorized",
+                                            memorized_at(e, l)));
     }
     json_t *control = json_object_get(s, "sslmem_control");
     json_object_set_new(control, "taps", ct);
     json_object_set_new(control, "taps_about",
-                        json_string("per tap: mean SSLMem of the candidates, shared and independent points; excess = "
-                                    "candidates - shared, the candidates' memorization beyond the difference between "
-                                    "f and g at that tap; Welch t-test, H1: candidates > shared"));
+                        json_string("per tap: mean SSLMem of the candidates, shared and independent points; "
+                                    "vs_shared: candidates - shared (f's memorization of its candidates), vs_independent: "
+                                    "candidates - independent (f's plus g's memorization); in both the difference "
+                                    "between f and g cancels; Welch t-tests, H1: candidates > the other set; memorized: "
+                                    "vs_independent positive with p < 0.01"));
     json_t *lm = json_array();
     for (int l = 0; l < t->n_taps; l++)
         json_array_append_new(lm, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "tap", e->ssl.tap_names[l], "layermem",
@@ -376,7 +402,7 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
                                             "sslmem", real(e->mumax[i].sslmem)));
     json_object_set_new(s, "mumax", json_pack("{s:s, s:I, s:o}", "tap", e->unit.tap_names[e->unit.n_taps - 1],
                                               "points", (json_int_t)e->n_mumax, "top", mm));
-    finding fs[8];
+    finding fs[12];
     int nf = findings(e, fs);
     json_t *fj = json_array();
     for (int i = 0; i < nf; i++)
@@ -391,8 +417,11 @@ mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res) {
     res->beyond_shared = holds(fs, nf, "memorization_vs_shared");
     res->shared_mean = mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n);
     res->control_p = e->ctl_test.p;
+    res->indep_mean = mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n);
+    res->indep_p = e->ctl_ci_test.p;
+    res->beyond_independent = holds(fs, nf, "memorization_vs_independent");
     res->top_exceeds_least = holds(fs, nf, "top_vs_least");
-    res->n_beyond_taps = beyond_taps(e, res->beyond_taps, sizeof res->beyond_taps);
+    res->n_memorized_taps = memorized_taps(e, res->memorized_taps, sizeof res->memorized_taps);
     res->n_taps = t->n_taps;
     /* the table as text, for the terminal */
     char top[32], dtop[32], least[32]; /* Top-50 etc. with the run's --top */
@@ -454,7 +483,7 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
 
     /* findings, computed */
     mloc_buf_puts(&b, "<h2 id=\"findings\">Findings of the paper on this run</h2>\n<p class=\"muted\">Each verdict is computed from the numbers below by the stated rule.</p><table><tr><th>finding</th><th style=\"text-align:left\">result</th><th style=\"text-align:left\">evidence</th></tr>");
-    finding fs[8];
+    finding fs[12];
     int nf = findings(e, fs);
     for (int i = 0; i < nf; i++) {
         mloc_buf_puts(&b, "<tr><td style=\"text-align:left\">");
@@ -472,31 +501,34 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
     mloc_buf_printf(&b, "<p id=\"sslmem-control\">Control: f and g are two training runs, and differ by more than the "
                         "candidates. The same score on %" PRId64 " shared points (both encoders trained on them) has mean "
                         "%.4g, on %" PRId64 " independent points (only g trained on them) %.4g. Candidates above shared "
-                        "points: Welch t = %.3f, dof %.1f, one-sided p = %.3g; shared above independent: t = %.3f, p = %.3g. "
-                        "Only the first comparison separates f's memorization of its candidates from the difference "
-                        "between the two runs.</p>\n",
+                        "points: Welch t = %.3f, dof %.1f, one-sided p = %.3g; shared above independent: t = %.3f, p = %.3g; "
+                        "candidates above independent: t = %.3f, p = %.3g. The first and the last comparison cancel "
+                        "the difference between the two runs: the first measures f's memorization of its candidates, "
+                        "the last f's and g's (of its independent points) together.</p>\n",
                     e->ctl_shared.n, mloc_stats_mean(e->ctl_shared.out_score, e->ctl_shared.n), e->ctl_indep.n,
                     mloc_stats_mean(e->ctl_indep.out_score, e->ctl_indep.n), e->ctl_test.t, e->ctl_test.dof, e->ctl_test.p,
-                    e->ctl_indep_test.t, e->ctl_indep_test.p);
+                    e->ctl_indep_test.t, e->ctl_indep_test.p, e->ctl_ci_test.t, e->ctl_ci_test.p);
 
     /* the control per tap: where the candidates are memorized beyond the runs' difference */
     if (e->ctl_taps && e->ctl_shared.n) {
         char where[1024];
-        const int k = beyond_taps(e, where, sizeof where);
-        mloc_buf_printf(&b, "<h3 id=\"sslmem-control-taps\">Control per tap: memorization beyond the difference between "
-                            "f and g</h3>\n<p class=\"muted\">Mean SSLMem per tap of the %" PRId64 " candidates, %" PRId64
-                            " shared and %" PRId64 " independent points (raw, not normalised); excess = candidates − "
-                            "shared; Welch one-sided test candidates &gt; shared. Where the excess is not significant, "
-                            "the tap shows no memorization of the candidates that the two runs' difference does not "
-                            "explain, and its Top-%" PRId64 " / Least-%" PRId64 " comparison ranks noise. Candidates "
-                            "above shared points (p &lt; 0.01) at %d of %d taps%s",
+        const int k = memorized_taps(e, where, sizeof where);
+        mloc_buf_printf(&b, "<h3 id=\"sslmem-control-taps\">Control per tap: where the encoders memorize, with the "
+                            "difference between f and g cancelled</h3>\n<p class=\"muted\">Mean SSLMem per tap of the "
+                            "%" PRId64 " candidates, %" PRId64 " shared and %" PRId64 " independent points (raw, not "
+                            "normalised), and Welch one-sided tests of the candidates against each control set: against "
+                            "shared points the excess is f's memorization of its candidates, against independent points "
+                            "f's and g's together. A tap whose candidates are not above the independent points shows no "
+                            "measurable memorization, and its Top-%" PRId64 " / Least-%" PRId64 " comparison ranks the "
+                            "two runs' difference, not memorization. Memorized (candidates above independent points, "
+                            "p &lt; 0.01) at %d of %d taps%s",
                         e->ssl.n, e->ctl_shared.n, e->ctl_indep.n, t->n_top, t->n_top, k, T, k ? ": " : ".");
         if (k) {
             mloc_buf_escape(&b, where);
             mloc_buf_puts(&b, ".");
         }
         mloc_buf_puts(&b, "</p><table><tr><th>tap</th><th>candidates</th><th>shared</th><th>independent</th>"
-                          "<th>excess</th><th>t</th><th>p</th></tr>");
+                          "<th>− shared</th><th>p</th><th>− independent</th><th>p</th></tr>");
         for (int l = 0; l < T; l++) {
             const ctl_tap *c = &e->ctl_taps[l];
             mloc_buf_puts(&b, "<tr><td>");
@@ -506,8 +538,9 @@ mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res) {
             cell(&b, c->shared, "%.5f");
             cell(&b, c->indep, "%.5f");
             cell(&b, c->cand - c->shared, "%+.5f");
-            cell(&b, c->test.t, "%.2f");
             cell(&b, c->test.p, "%.3g");
+            cell(&b, c->cand - c->indep, "%+.5f");
+            cell(&b, c->test_ci.p, "%.3g");
             mloc_buf_puts(&b, "</tr>");
         }
         mloc_buf_puts(&b, "</table>\n");

@@ -57,6 +57,7 @@ cmp "$TMP/e/metrics/layermem_sslmem.npy" "$TMP/w/metrics/layermem_sslmem.npy" ||
 "$BIN" experiment --data synthetic:400:32x32x3:4 --f "$TMP/e/g/model.safetensors" --g "$TMP/e/f/model.safetensors" \
   --eval 40 --top 10 --random 20 --k 2 --unit-k 2 --consistency-k 10 --quiet --out "$TMP/x" > "$TMP/outx.txt"
 grep -q "Control, shared points" "$TMP/outx.txt" || fail "no control printed"
+grep -q "Memorized taps" "$TMP/outx.txt" || fail "no memorized taps printed"
 python3 - "$TMP/w/summary.json" "$TMP/x/summary.json" <<'PY' || fail "the control"
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
@@ -73,11 +74,17 @@ taps = [r["tap"] for r in a["layermem"]]
 assert [r["tap"] for r in ca["taps"]] == taps and len(taps) == 10, ca["taps"]
 out = ca["taps"][-1]
 assert abs(out["shared"] - ca["shared"]["mean"]) < 1e-12 and abs(out["candidates"] - a["sslmem_test"]["mean"]) < 1e-12
-assert abs(out["p"] - ca["candidates_vs_shared"]["p"]) < 1e-12, (out, ca["candidates_vs_shared"])
+assert abs(out["independent"] - ca["independent"]["mean"]) < 1e-12
+for k in ("shared", "independent"):
+    assert abs(out["vs_" + k]["p"] - ca["candidates_vs_" + k]["p"]) < 1e-12, (k, out, ca)
 for ra, rb in zip(ca["taps"], cb["taps"]):
-    assert abs(ra["excess"] - (ra["candidates"] - ra["shared"])) < 1e-12, ra
+    for k in ("shared", "independent"):
+        assert abs(ra["vs_" + k]["excess"] - (ra["candidates"] - ra[k])) < 1e-12, ra
+    assert ra["memorized"] == (ra["vs_independent"]["excess"] > 0 and ra["vs_independent"]["p"] < 0.01), ra
     for k in ("candidates", "shared", "independent"):
         assert abs(ra[k] + rb[k]) < 1e-9, (k, ra, rb)
+f = {x["id"]: x for x in a["findings"]}["memorization_vs_independent"]
+assert f["holds"] == (ca["candidates_vs_independent"]["p"] < 0.01 and a["sslmem_test"]["mean"] > ca["independent"]["mean"])
 PY
 # the control's points come from S_S (0:320) and S_I (360:400), and `memloc layermem`
 # on those points (same seed, so the same views) gives the same scores at every tap;
