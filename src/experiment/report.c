@@ -200,13 +200,18 @@ static int findings(const exp_state *e, finding *f) {
     }
     n++;
     /* 3. memorization grows with depth: the last tap above the first, and a
-     *    positive rank correlation of LayerMem with depth */
-    double *depth = malloc((size_t)T * sizeof *depth);
-    mloc_kendall k = {0};
+     *    positive rank correlation with depth, of LayerMem (3) and of the
+     *    candidates' excess over the independent points, in which the
+     *    difference between f and g cancels (3b) */
+    double *depth = malloc((size_t)T * 2 * sizeof *depth), *excess = depth ? depth + T : NULL;
+    mloc_kendall k = {0}, kx = {0};
     if (depth) {
-        for (int l = 0; l < T; l++) depth[l] = l;
+        for (int l = 0; l < T; l++) {
+            depth[l] = l;
+            excess[l] = e->ctl_taps ? e->ctl_taps[l].cand - e->ctl_taps[l].indep : NAN;
+        }
         mloc_stats_kendalltau(NULL, depth, t->random, T, MLOC_ALT_GREATER, &k);
-        free(depth);
+        if (e->ctl_indep.n) mloc_stats_kendalltau(NULL, depth, excess, T, MLOC_ALT_GREATER, &kx);
     }
     f[n].id = "grows_with_depth";
     f[n].claim = "Memorization increases with depth overall: LayerMem of the last tap above the first, and LayerMem rank-correlated with depth (Kendall tau > 0, one-sided p < 0.05) (paper, Section 4.1)";
@@ -214,6 +219,18 @@ static int findings(const exp_state *e, finding *f) {
     snprintf(f[n].evidence, sizeof f[n].evidence, "LayerMem %.4g (%s) -> %.4g (%s); tau %.3f, one-sided p %.3g",
              t->random[0], e->ssl.tap_names[0], t->random[T - 1], e->ssl.tap_names[T - 1], k.tau, k.p);
     n++;
+    if (depth && e->ctl_indep.n) {
+        f[n].id = "grows_with_depth_controlled";
+        f[n].claim = "The same, with the difference between f and g cancelled: the candidates' SSLMem minus the "
+                     "independent points', at the last tap above the first and rank-correlated with depth (Kendall tau "
+                     "> 0, one-sided p < 0.05)";
+        f[n].holds = excess[T - 1] > excess[0] && kx.tau > 0 && kx.p < 0.05;
+        snprintf(f[n].evidence, sizeof f[n].evidence,
+                 "candidates - independent %.4g (%s) -> %.4g (%s); tau %.3f, one-sided p %.3g", excess[0],
+                 e->ssl.tap_names[0], excess[T - 1], e->ssl.tap_names[T - 1], kx.tau, kx.p);
+        n++;
+    }
+    free(depth);
     /* 4. but not monotonically: some tap memorizes less than the one before */
     int dips = 0;
     char where[256] = "";

@@ -85,6 +85,13 @@ for ra, rb in zip(ca["taps"], cb["taps"]):
         assert abs(ra[k] + rb[k]) < 1e-9, (k, ra, rb)
 f = {x["id"]: x for x in a["findings"]}["memorization_vs_independent"]
 assert f["holds"] == (ca["candidates_vs_independent"]["p"] < 0.01 and a["sslmem_test"]["mean"] > ca["independent"]["mean"])
+# growth with depth of the excess over independent points: Kendall tau-b with depth, by hand
+x = [r["vs_independent"]["excess"] for r in ca["taps"]]
+pairs = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x))]
+tau = sum((x[j] > x[i]) - (x[j] < x[i]) for i, j in pairs) / len(pairs)
+f = {x["id"]: x for x in a["findings"]}["grows_with_depth_controlled"]
+assert ("tau %.3f," % tau) in f["evidence"], (tau, f)
+assert not f["holds"] or (x[-1] > x[0] and tau > 0), f
 PY
 # the control's points come from S_S (0:320) and S_I (360:400), and `memloc layermem`
 # on those points (same seed, so the same views) gives the same scores at every tap;
