@@ -144,6 +144,19 @@ assert all(abs(c[k] - same[k]) <= 1e-12 + 1e-9 * abs(c[k]) for k in c)
 assert sum(abs(c[k] - other[k]) > 1e-6 for k in c) > len(c) // 2
 PY
 
+# the demo's defaults as docs/RECIPES.md and memloc demo --help state them; any option overrides them
+"$BIN" demo --print-config > "$TMP/demo.json"
+"$BIN" demo --print-config --lr 1e-3 --k 5 --data fmnist@0:100 > "$TMP/demo2.json"
+python3 - "$TMP/demo.json" "$TMP/demo2.json" <<'PY' || fail "the demo's defaults"
+import json, sys
+d, o = (json.load(open(p)) for p in sys.argv[1:3])
+t, x = d["train"], d["experiment"]
+assert t["data"] == "fmnist@0:2000" and t["width"] == 0.5 and t["epochs"] == 60 and abs(t["lr"] - 3e-4) < 1e-12, t
+assert t["crop_scale_min"] == 0.5 and t["aug_strength"] == 0.5 and x["k"] == 50, (t, x)
+assert abs(o["train"]["lr"] - 1e-3) < 1e-12 and o["experiment"]["k"] == 5 and o["train"]["data"] == "fmnist@0:100", o
+assert o["train"]["monitor_knn"] == "", o  # a demo on other data has no default monitor
+PY
+
 # the report in a browser: every table and chart present and non-empty
 command -v chromium >/dev/null || fail "chromium is not installed (scripts/install-deps installs it)"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
