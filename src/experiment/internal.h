@@ -53,6 +53,20 @@ typedef struct {
     json_t *summary;
 } exp_state;
 
+/* One of the paper's findings decided on this run by the rule its claim
+ * states (report.c): summary.json's findings, the report's table and the
+ * terminal's verdicts all come from here. */
+typedef struct {
+    const char *id, *claim;
+    int holds;
+    char evidence[512];
+} exp_finding;
+#define EXP_MAX_FINDINGS 12
+
+/* The findings of the run in e (its metric results) into f[0..EXP_MAX_FINDINGS);
+ * returns their number. */
+int mloc_experiment_findings(const exp_state *e, exp_finding *f);
+
 mloc_status mloc_experiment_metrics(exp_state *e);
 mloc_status mloc_experiment_summary(exp_state *e, mloc_experiment_result *res);
 mloc_status mloc_experiment_report(exp_state *e, mloc_experiment_result *res);

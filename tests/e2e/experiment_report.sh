@@ -91,7 +91,11 @@ pairs = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x))]
 tau = sum((x[j] > x[i]) - (x[j] < x[i]) for i, j in pairs) / len(pairs)
 f = {x["id"]: x for x in a["findings"]}["grows_with_depth_controlled"]
 assert ("tau %.3f," % tau) in f["evidence"], (tau, f)
-assert not f["holds"] or (x[-1] > x[0] and tau > 0), f
+n_mem = sum(r["memorized"] for r in ca["taps"])
+assert ("memorized at %d of %d taps" % (n_mem, len(x))) in f["evidence"], (n_mem, f)
+p = float(f["evidence"].split("one-sided p ")[1].split(";")[0])
+assert f["holds"] == (x[-1] > x[0] and tau > 0 and p < 0.05 and n_mem > 0), (f, x, n_mem)
+print("e2e: grows_with_depth_controlled tau %.3f p %.3g memorized taps %d holds %s" % (tau, p, n_mem, f["holds"]))
 PY
 # the control's points come from S_S (0:320) and S_I (360:400), and `memloc layermem`
 # on those points (same seed, so the same views) gives the same scores at every tap;
