@@ -4,7 +4,6 @@
  * made to fail in turn. The e2e test checks the same verdicts against a real
  * run's numbers; this one reaches the cases a small run does not. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "experiment/internal.h"
@@ -64,6 +63,14 @@ static void make(run *r) {
     e->ttests = r->tt;
 }
 
+/* cmocka setup: *state is a fresh all-hold run (static: exp_state is large) */
+static int setup(void **state) {
+    static run r;
+    make(&r);
+    *state = &r;
+    return 0;
+}
+
 static const exp_finding *get(run *r, const char *id) {
     r->n = mloc_experiment_findings(&r->e, r->f);
     assert_true(r->n <= EXP_MAX_FINDINGS);
@@ -79,22 +86,17 @@ static int verdict(run *r, const char *id) {
 }
 
 static void test_all_hold(void **state) {
-    (void)state;
-    run *r = malloc(sizeof *r);
-    make(r);
+    run *r = *state;
     const char *ids[] = {"memorization", "memorization_vs_shared", "memorization_vs_independent", "top_vs_least",
                          "grows_with_depth", "grows_with_depth_controlled", "non_monotone", "unitmem_ttest"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         if (!verdict(r, ids[i])) fail_msg("%s does not hold: %s", ids[i], get(r, ids[i])->evidence);
     }
     assert_int_equal(r->n, 8); /* no ViT blocks, no ViT finding */
-    free(r);
 }
 
 static void test_memorization(void **state) {
-    (void)state;
-    run *r = malloc(sizeof *r);
-    make(r);
+    run *r = *state;
     r->e.out_test.p = 0.011; /* not significant */
     assert_false(verdict(r, "memorization"));
     make(r);
@@ -109,25 +111,19 @@ static void test_memorization(void **state) {
     assert_true(verdict(r, "memorization_vs_independent"));
     r->e.ctl_ci_test.p = 0.02;
     assert_false(verdict(r, "memorization_vs_independent"));
-    free(r);
 }
 
 static void test_top_vs_least(void **state) {
-    (void)state;
-    run *r = malloc(sizeof *r);
-    make(r);
+    run *r = *state;
     r->top[1] = r->least[1]; /* a tie is a miss */
     r->top[5] = -0.4;        /* at a memorized tap */
     const exp_finding *f = get(r, "top_vs_least");
     assert_false(f->holds);
     assert_non_null(strstr(f->evidence, "at 4 of 6 taps; not at layer1, res2 (1 of them without measurable memorization"));
-    free(r);
 }
 
 static void test_growth_controlled(void **state) {
-    (void)state;
-    run *r = malloc(sizeof *r);
-    make(r);
+    run *r = *state;
     /* the excess rises at every tap, but no tap is memorized: noise has no growth */
     r->taps[4].test_ci.p = r->taps[5].test_ci.p = 0.02;
     const exp_finding *f = get(r, "grows_with_depth_controlled");
@@ -154,13 +150,10 @@ static void test_growth_controlled(void **state) {
     r->e.ctl_indep.n = 0;
     assert_null(get(r, "grows_with_depth_controlled"));
     assert_false(verdict(r, "memorization_vs_independent"));
-    free(r);
 }
 
 static void test_growth_and_dips(void **state) {
-    (void)state;
-    run *r = malloc(sizeof *r);
-    make(r);
+    run *r = *state;
     r->random[T - 1] = r->random[0] - 0.01; /* last below first */
     assert_false(verdict(r, "grows_with_depth"));
     make(r);
@@ -172,27 +165,23 @@ static void test_growth_and_dips(void **state) {
     const exp_finding *f = get(r, "non_monotone");
     assert_false(f->holds);
     assert_non_null(strstr(f->evidence, "0 negative"));
-    free(r);
 }
 
 static void test_unitmem_majority(void **state) {
-    (void)state;
-    run *r = malloc(sizeof *r);
-    make(r);
+    run *r = *state;
     r->tt[2].p = 0.06; /* 3 of 6 significant: not most */
     assert_false(verdict(r, "unitmem_ttest"));
     make(r);
-    r->tt[0] = r->tt[1] = (mloc_ttest){-3.0, 98, 0.01}; /* significant the wrong way: p of H1 > is large */
+    r->tt[0] = r->tt[1] = (mloc_ttest){-3.0, 98, 0.01}; /* a negative t never counts, whatever p says */
     r->tt[2].t = -3.0;
     assert_false(verdict(r, "unitmem_ttest"));
-    free(r);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_hold),          cmocka_unit_test(test_memorization),
-        cmocka_unit_test(test_top_vs_least),      cmocka_unit_test(test_growth_controlled),
-        cmocka_unit_test(test_growth_and_dips),   cmocka_unit_test(test_unitmem_majority),
+        cmocka_unit_test_setup(test_all_hold, setup),        cmocka_unit_test_setup(test_memorization, setup),
+        cmocka_unit_test_setup(test_top_vs_least, setup),    cmocka_unit_test_setup(test_growth_controlled, setup),
+        cmocka_unit_test_setup(test_growth_and_dips, setup), cmocka_unit_test_setup(test_unitmem_majority, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
